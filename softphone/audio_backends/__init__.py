@@ -1,0 +1,1 @@
+"""softphone.audio_backends layer."""

@@ -1,0 +1,1 @@
+"""softphone.plugins layer."""
