@@ -1,0 +1,685 @@
+"""``Call``: one call's signaling state machine and media, as in the JS SDK.
+
+Status: pending → connecting → ringing → open → (reconnecting ↔ open) → closed,
+with the transitions of media-behaviour.md §6. A Call listens to the Device's
+signaling stream itself and reacts only to frames for its own CallSid (or its
+temporary ``TJS…`` id before the gateway assigned a CallSid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import json
+import logging
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from softphone.audio_backends.base import AudioSink, AudioSource
+from softphone.core.errors import (
+    GeneralErrors,
+    InvalidArgumentError,
+    InvalidStateError,
+    MediaErrors,
+    SignalingErrors,
+    TwilioError,
+    UserMediaErrors,
+    call_error_from_hangup,
+    call_error_from_message_error,
+)
+from softphone.core.events import EventEmitter
+from softphone.core.remote_audio import RemoteAudio
+from softphone.media.peer_connection import PeerConnection
+from softphone.signaling.messages import Ack, Answer, CallMessage, Cancel, Error, Hangup, Invite, Ringing
+from softphone.signaling.params import (
+    decode_params,
+    encode_params,
+    js_string,
+    temp_call_sid,
+    voice_event_sid,
+)
+from softphone.signaling.pstream import PStream, StreamStatus
+
+if TYPE_CHECKING:
+    from softphone.core.device import Device
+
+log = logging.getLogger("softphone.call")
+
+DTMF_PAUSE_MS = 500
+DTMF_TONE_MS = 160
+DTMF_GAP_MS = 70
+DTMF_SOUND_SPACING_MS = 200
+VALID_DIGITS = re.compile(r"^[0-9*#w]*$")
+FEEDBACK_ISSUES = (
+    "one-way-audio",
+    "choppy-audio",
+    "dropped-call",
+    "audio-latency",
+    "noisy-call",
+    "echo",
+)
+FEEDBACK_SCORES = (1, 2, 3, 4, 5)
+
+
+class CallState(enum.StrEnum):
+    """``Call.State`` of the JS SDK."""
+
+    PENDING = "pending"
+    CONNECTING = "connecting"
+    RINGING = "ringing"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+class CallDirection(enum.StrEnum):
+    """``Call.CallDirection`` of the JS SDK."""
+
+    INCOMING = "INCOMING"
+    OUTGOING = "OUTGOING"
+
+
+class Codec(enum.StrEnum):
+    """``Call.Codec`` of the JS SDK."""
+
+    OPUS = "opus"
+    PCMU = "pcmu"
+
+
+class Call(EventEmitter):
+    """A call: created by ``device.connect()`` (outgoing) or an ``incoming`` event."""
+
+    State = CallState
+    CallDirection = CallDirection
+    Codec = Codec
+
+    def __init__(
+        self,
+        device: Device,
+        stream: PStream,
+        *,
+        direction: CallDirection,
+        parameters: Mapping[str, Any] | None = None,
+        custom_parameters: Mapping[str, str] | None = None,
+        offer_sdp: str | None = None,
+        reconnect_token: str | None = None,
+        is_connect_token_call: bool = False,
+    ) -> None:
+        super().__init__()
+        self._device = device
+        self._stream: PStream | None = None
+        self._status = CallState.PENDING
+        self.direction = direction
+        self.parameters: dict[str, Any] = dict(parameters or {})
+        self.custom_parameters: dict[str, str] = dict(custom_parameters or {})
+        self.outbound_connection_id = temp_call_sid()
+        self.reconnect_token = reconnect_token
+        self.is_connect_token_call = is_connect_token_call
+        self.codec = ""
+        self._offer_sdp = offer_sdp
+        self._pc: PeerConnection | None = None
+        self._source: AudioSource | None = None
+        self._remote = RemoteAudio()
+        self._is_answered = False
+        self._was_connected = False
+        self._media_open = False
+        self._remote_sdp_applied = False
+        self._muted = False
+        self._cancelled_or_rejected = False
+        self._pending_messages: dict[str, dict[str, Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.feedback: list[dict[str, Any]] = []
+        self.attach_stream(stream)
+
+    # -- construction helpers ----------------------------------------------------------
+    @classmethod
+    def incoming(cls, device: Device, stream: PStream, invite: Invite) -> Call:
+        """The pending Call for a server ``invite``."""
+        parameters = dict(invite.parameters or {})
+        parameters.setdefault("CallSid", invite.callsid)
+        params_text = parameters.get("Params")
+        custom = decode_params(params_text) if isinstance(params_text, str) else {}
+        return cls(
+            device,
+            stream,
+            direction=CallDirection.INCOMING,
+            parameters=parameters,
+            custom_parameters=custom,
+            offer_sdp=invite.sdp,
+            reconnect_token=invite.reconnect,
+        )
+
+    @classmethod
+    def outgoing(
+        cls,
+        device: Device,
+        stream: PStream,
+        params: Mapping[str, Any],
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        reconnect_token: str | None = None,
+    ) -> Call:
+        """An outgoing Call (or a connect-token call when ``reconnect_token`` is given)."""
+        custom = {str(key): js_string(value) for key, value in params.items()}
+        return cls(
+            device,
+            stream,
+            direction=CallDirection.OUTGOING,
+            parameters=parameters,
+            custom_parameters=custom,
+            reconnect_token=reconnect_token,
+            is_connect_token_call=reconnect_token is not None,
+        )
+
+    def attach_stream(self, stream: PStream) -> None:
+        """Listen to ``stream`` (called again when the Device rebuilds its stream)."""
+        if self._stream is not None:
+            self._detach_stream()
+        self._stream = stream
+        stream.on("ringing", self._on_ringing)
+        stream.on("answer", self._on_answer)
+        stream.on("hangup", self._on_hangup)
+        stream.on("cancel", self._on_cancel)
+        stream.on("ack", self._on_ack)
+        stream.on("message", self._on_message)
+        stream.on("error", self._on_signaling_error)
+        stream.on("transportClose", self._on_transport_close)
+
+    def _detach_stream(self) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        for event, handler in (
+            ("ringing", self._on_ringing),
+            ("answer", self._on_answer),
+            ("hangup", self._on_hangup),
+            ("cancel", self._on_cancel),
+            ("ack", self._on_ack),
+            ("message", self._on_message),
+            ("error", self._on_signaling_error),
+            ("transportClose", self._on_transport_close),
+        ):
+            stream.remove_listener(event, handler)
+        self._stream = None
+
+    # -- properties --------------------------------------------------------------------
+    def status(self) -> CallState:
+        """The current ``Call.State``."""
+        return self._status
+
+    @property
+    def call_sid(self) -> str | None:
+        """The gateway's CallSid, once known."""
+        value = self.parameters.get("CallSid")
+        return value if isinstance(value, str) else None
+
+    @property
+    def caller_info(self) -> dict[str, bool] | None:
+        """``{"is_verified": ...}`` from ``StirStatus``, or None when absent."""
+        stir = self.parameters.get("StirStatus")
+        if not stir:
+            return None
+        return {"is_verified": stir == "TN-Validation-Passed-A"}
+
+    @property
+    def connect_token(self) -> str | None:
+        """A token another Device can pass to ``connect(connect_token=...)`` to take the call."""
+        if not self.call_sid or not self.reconnect_token:
+            return None
+        data = {
+            "customParameters": self.custom_parameters,
+            "parameters": self.parameters,
+            "signalingReconnectToken": self.reconnect_token,
+        }
+        text = urllib.parse.quote(json.dumps(data, separators=(",", ":")), safe="-_.!~*'()")
+        return base64.b64encode(text.encode()).decode()
+
+    @property
+    def peer_connection(self) -> PeerConnection | None:
+        """The media adapter, once media setup has started."""
+        return self._pc
+
+    def get_local_stream(self) -> AudioSource | None:
+        """The audio source feeding this call (what the far end hears)."""
+        return self._source
+
+    def get_remote_stream(self) -> RemoteAudio | None:
+        """The remote audio fan-out: ``add_sink()`` to record or redirect what we hear."""
+        return self._remote if self._pc is not None else None
+
+    def is_muted(self) -> bool:
+        """Whether the local audio is muted."""
+        return self._muted
+
+    # -- actions -----------------------------------------------------------------------
+    def accept(
+        self,
+        rtc_configuration: Mapping[str, Any] | None = None,
+        rtc_constraints: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start media and answer (incoming) or send the invite (outgoing).
+
+        A no-op unless the call is ``pending``. Media setup runs in the background;
+        ``accept`` is emitted when the call is open.
+        """
+        if self._status is not CallState.PENDING:
+            return
+        self._status = CallState.CONNECTING
+        if self.direction is CallDirection.INCOMING:
+            self._is_answered = True
+        self._spawn(self._start_media(rtc_configuration, rtc_constraints))
+
+    def reject(self) -> None:
+        """Refuse a pending incoming call (``reject`` to the gateway, event ``reject``)."""
+        if self._status is not CallState.PENDING:
+            return
+        callsid = self.call_sid
+        if self._stream is not None and callsid:
+            self._stream.reject(callsid)
+        self._cancelled_or_rejected = True
+        self._status = CallState.CLOSED
+        self._close_media()
+        self.emit("reject")
+        self._detach_stream()
+
+    def ignore(self) -> None:
+        """Stop ringing locally; nothing is sent and other devices keep ringing."""
+        if self._status is not CallState.PENDING:
+            return
+        self._status = CallState.CLOSED
+        self._device.sounds.stop_ringing_for(self)
+
+    def disconnect(self) -> None:
+        """Hang up. A no-op while ``pending`` or ``closed``."""
+        if self._status in (CallState.PENDING, CallState.CLOSED):
+            return
+        self._hangup_and_close(message=None)
+
+    def mute(self, should_mute: bool = True) -> None:
+        """Send silence instead of the input (RTP keeps flowing); event ``mute`` on change."""
+        should_mute = bool(should_mute)
+        changed = should_mute != self._muted
+        self._muted = should_mute
+        if self._pc is not None:
+            self._pc.muted = should_mute
+        if changed:
+            self.emit("mute", should_mute, self)
+
+    def send_digits(self, digits: str) -> None:
+        """Send DTMF: RFC 4733 when negotiated, else the signaling ``dtmf`` frame.
+
+        ``w`` is a 500 ms pause. Raises ``InvalidArgumentError`` for any character
+        outside ``0-9 * # w`` before anything is played or sent.
+        """
+        if not isinstance(digits, str) or not VALID_DIGITS.match(digits):
+            raise InvalidArgumentError(
+                "Illegal character passed into send_digits: use only 0-9, *, # and w"
+            )
+        self._spawn(self._play_dtmf_sounds(digits))
+        pc = self._pc
+        if pc is not None and pc.can_insert_dtmf:
+            for index, segment in enumerate(digits.split("w")):
+                if segment:
+                    self._spawn(self._insert_dtmf_later(pc, segment, index * DTMF_PAUSE_MS))
+            return
+        stream = self._stream
+        if stream is not None and stream.status is not StreamStatus.DISCONNECTED:
+            stream.dtmf(self.call_sid or self.outbound_connection_id, digits)
+        else:
+            self.emit("error", GeneralErrors.ConnectionError("Could not send DTMF: signaling down"))
+
+    async def _insert_dtmf_later(self, pc: PeerConnection, tones: str, delay_ms: int) -> None:
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        if self._status is not CallState.CLOSED:
+            await pc.insert_dtmf(tones, duration_ms=DTMF_TONE_MS, gap_ms=DTMF_GAP_MS)
+
+    async def _play_dtmf_sounds(self, digits: str) -> None:
+        for char in digits:
+            if char != "w":
+                name = {"*": "dtmfs", "#": "dtmfh"}.get(char, f"dtmf{char}")
+                self._device.sounds.play(name)
+            await asyncio.sleep(DTMF_SOUND_SPACING_MS / 1000)
+
+    def send_message(
+        self,
+        message: Mapping[str, Any] | None = None,
+        *,
+        content: Any = None,
+        content_type: str | None = None,
+        message_type: str | None = None,
+    ) -> str:
+        """Send a user-defined message on this call; returns its ``KX…`` voice event sid."""
+        if message is not None:
+            content = message.get("content", content)
+            content_type = message.get("content_type", message.get("contentType", content_type))
+            message_type = message.get("message_type", message.get("messageType", message_type))
+        if content is None:
+            raise InvalidArgumentError("`content` is empty")
+        if not isinstance(message_type, str):
+            raise InvalidArgumentError("`message_type` must be a string")
+        if not message_type:
+            raise InvalidArgumentError("`message_type` must be a non-empty string")
+        if self._stream is None:
+            raise InvalidStateError("Could not send CallMessage; Signaling channel is disconnected")
+        callsid = self.call_sid
+        if not callsid:
+            raise InvalidStateError("Could not send CallMessage; Call has no CallSid")
+        generator = self._device.options.voice_event_sid_generator
+        sid = generator() if generator else voice_event_sid()
+        self._pending_messages[sid] = {
+            "content": content,
+            "contentType": content_type,
+            "messageType": message_type,
+            "voiceEventSid": sid,
+        }
+        self._stream.send_message(callsid, content, content_type, message_type, sid)
+        return sid
+
+    async def post_feedback(self, score: int | None = None, issue: str | None = None) -> None:
+        """Record call-quality feedback (1–5 and an optional issue name).
+
+        There is no insights service here: the feedback is kept on ``call.feedback``
+        and logged at INFO so an app's log pipeline can collect it.
+        """
+        if score is None:
+            entry: dict[str, Any] = {"score": None, "issue": None, "declined": True}
+        else:
+            if isinstance(score, bool) or score not in FEEDBACK_SCORES:
+                raise InvalidArgumentError(f"Feedback score must be one of {FEEDBACK_SCORES}")
+            if issue is not None and issue not in FEEDBACK_ISSUES:
+                raise InvalidArgumentError(f"Feedback issue must be one of {FEEDBACK_ISSUES}")
+            entry = {"score": score, "issue": issue, "declined": False}
+        entry["callsid"] = self.call_sid
+        self.feedback.append(entry)
+        log.info("call feedback %s", entry)
+
+    # -- media -------------------------------------------------------------------------
+    async def _start_media(
+        self,
+        rtc_configuration: Mapping[str, Any] | None,
+        rtc_constraints: Mapping[str, Any] | None,
+    ) -> None:
+        stream = self._stream
+        if stream is None or stream.status is StreamStatus.DISCONNECTED:
+            self.emit("error", SignalingErrors.ConnectionDisconnected())
+            self._close(emit_disconnect=True)
+            return
+        try:
+            source = await self._device.audio_input(rtc_constraints)
+        except TwilioError as error:
+            self._fail_user_media(error)
+            return
+        except Exception as exc:  # a get_user_media hook failing in its own way
+            self._fail_user_media(UserMediaErrors.AcquisitionFailedError(str(exc), exc))
+            return
+        if self._status is CallState.CLOSED:
+            source.close()
+            return
+        self._source = source
+        options = self._device.options
+        config = dict(options.rtc_configuration)
+        config.update(rtc_configuration or {})
+        pc = self._device.create_peer_connection(config)
+        self._pc = pc
+        pc.muted = self._muted
+        pc.set_remote_sink(self._remote)
+        pc.on_dtmf = lambda digit: self.emit("dtmf", digit)
+        if self.direction is CallDirection.INCOMING:
+            await self._answer_incoming(pc, source)
+        else:
+            await self._offer_outgoing(pc, source)
+
+    async def _offer_outgoing(self, pc: PeerConnection, source: AudioSource) -> None:
+        try:
+            sdp = await pc.create_offer(source)
+        except Exception as exc:
+            log.warning("creating the offer failed: %s", exc)
+            self.emit("error", MediaErrors.ClientLocalDescFailed(str(exc), exc))
+            self._close(emit_disconnect=True)
+            return
+        if self._status is CallState.CLOSED or self._stream is None:
+            await pc.close()
+            return
+        if self.reconnect_token and self.call_sid:
+            self._stream.reconnect(sdp, self.call_sid, self.reconnect_token)
+        else:
+            self._stream.invite(
+                sdp, self.outbound_connection_id, encode_params(self.custom_parameters)
+            )
+
+    async def _answer_incoming(self, pc: PeerConnection, source: AudioSource) -> None:
+        assert self._offer_sdp is not None
+        try:
+            sdp = await pc.create_answer(self._offer_sdp, source)
+        except Exception as exc:
+            log.warning("answering the offer failed: %s", exc)
+            self.emit("error", MediaErrors.ClientRemoteDescFailed(str(exc), exc))
+            self._hangup_and_close(message="Failed to answer: " + str(exc))
+            return
+        if self._status is CallState.CLOSED:
+            await pc.close()
+            return
+        callsid = self.call_sid
+        if self._stream is not None and callsid:
+            self._stream.answer(sdp, callsid)
+        self._remote_sdp_applied = True
+        self._on_media_open()
+
+    async def _apply_remote_answer(self, sdp: str) -> None:
+        if self._remote_sdp_applied or self._pc is None:
+            return
+        self._remote_sdp_applied = True
+        try:
+            await self._pc.apply_answer(sdp)
+        except Exception as exc:
+            log.warning("applying the answer failed: %s", exc)
+            self.emit("error", MediaErrors.ClientRemoteDescFailed(str(exc), exc))
+            self._hangup_and_close(message="Failed to apply answer: " + str(exc))
+            return
+        self._on_media_open()
+
+    def _on_media_open(self) -> None:
+        if self._status in (CallState.PENDING, CallState.CLOSED):
+            self._close_media()
+            return
+        self._media_open = True
+        if self._pc is not None:
+            self._pc.muted = self._muted
+            self.codec = self._pc.codec or ""
+        self._maybe_open()
+
+    def _maybe_open(self) -> None:
+        if (
+            self._is_answered
+            and self._media_open
+            and self._status in (CallState.CONNECTING, CallState.RINGING)
+        ):
+            self._status = CallState.OPEN
+            if not self._was_connected:
+                self._was_connected = True
+                self.emit("accept", self)
+                if self._pc is not None:
+                    self.emit("audio", self._remote)
+
+    def _fail_user_media(self, error: TwilioError) -> None:
+        self._hangup_and_close(message=None)
+        self.emit("error", error)
+
+    # -- signaling handlers ------------------------------------------------------------
+    def _is_mine(self, callsid: str | None) -> bool:
+        return callsid is not None and callsid in (self.call_sid, self.outbound_connection_id)
+
+    def _on_ringing(self, message: Ringing) -> None:
+        if self.direction is not CallDirection.OUTGOING or self._status not in (
+            CallState.CONNECTING,
+            CallState.RINGING,
+        ):
+            return
+        if message.callsid:
+            self.parameters["CallSid"] = message.callsid
+        self._status = CallState.RINGING
+        self.emit("ringing", bool(message.sdp))
+        if message.sdp:
+            self._spawn(self._apply_remote_answer(message.sdp))
+
+    def _on_answer(self, message: Answer) -> None:
+        if message.callsid and self.call_sid and message.callsid != self.call_sid:
+            return
+        if self.direction is CallDirection.INCOMING and not self.is_connect_token_call:
+            if self._is_mine(message.callsid) and message.reconnect:
+                self.reconnect_token = message.reconnect
+            return
+        if self._status is CallState.CLOSED or self._status is CallState.PENDING:
+            return
+        if message.reconnect:
+            self.reconnect_token = message.reconnect
+        if message.callsid:
+            self.parameters["CallSid"] = message.callsid
+        if self._status is CallState.RECONNECTING:
+            self._status = CallState.OPEN
+            self.emit("reconnected")
+            return
+        if self._is_answered:
+            return
+        self._is_answered = True
+        if message.sdp:
+            self._spawn(self._apply_remote_answer(message.sdp))
+        else:
+            self._maybe_open()
+
+    def _on_hangup(self, message: Hangup) -> None:
+        if message.callsid is not None and not self._is_mine(message.callsid):
+            return
+        if self._status in (CallState.PENDING, CallState.CLOSED):
+            return
+        if message.error is not None:
+            error = call_error_from_hangup(
+                dict(message.error),
+                self._device.options.enable_improved_signaling_error_precision,
+            )
+            self.emit("error", error)
+        self._close(emit_disconnect=True)
+
+    def _on_cancel(self, message: Cancel) -> None:
+        if message.callsid != self.call_sid:
+            return
+        if self._status is not CallState.PENDING and not (
+            self._status is CallState.CLOSED and not self._was_connected and self._pc is None
+        ):
+            return
+        already_closed = self._status is CallState.CLOSED
+        self._cancelled_or_rejected = True
+        self._status = CallState.CLOSED
+        self._close_media()
+        self.emit("cancel")
+        if not already_closed:
+            self._device.sounds.stop_ringing_for(self)
+        self._detach_stream()
+
+    def _on_ack(self, message: Ack) -> None:
+        if message.acktype != "message" or not self._is_mine(message.callsid):
+            return
+        sid = message.voiceeventsid
+        if sid is None or sid not in self._pending_messages:
+            return
+        self.emit("messageSent", self._pending_messages.pop(sid))
+
+    def _on_message(self, message: CallMessage) -> None:
+        if not self._is_mine(message.callsid):
+            return
+        self.emit(
+            "messageReceived",
+            {
+                "content": message.content,
+                "contentType": message.contenttype,
+                "messageType": message.messagetype,
+                "voiceEventSid": message.voiceeventsid,
+            },
+        )
+
+    def _on_signaling_error(self, info: Mapping[str, Any]) -> None:
+        sid = info.get("voiceeventsid") if isinstance(info, Mapping) else None
+        raw = info.get("error") if isinstance(info, Mapping) else None
+        if not isinstance(sid, str) or not isinstance(raw, Mapping):
+            return
+        if not self._is_mine(info.get("callsid")) or sid not in self._pending_messages:
+            return
+        del self._pending_messages[sid]
+        self.emit("error", call_error_from_message_error(dict(raw)))
+
+    def _on_transport_close(self) -> None:
+        self.emit("transportClose")
+        if self._status is CallState.CLOSED:
+            return
+        if self.reconnect_token is None:
+            if self._status is not CallState.PENDING:
+                self._status = CallState.CLOSED
+            return
+        if self._status is not CallState.PENDING:
+            self._status = CallState.RECONNECTING
+            self.emit("reconnecting", SignalingErrors.ConnectionDisconnected())
+
+    def on_signaling_connected(self) -> None:
+        """After a (re)``connected``: re-invite with our reconnect token if we have media."""
+        stream = self._stream
+        if (
+            stream is None
+            or self._status is CallState.CLOSED
+            or not self.reconnect_token
+            or not self.call_sid
+            or self._pc is None
+            or not self._media_open
+        ):
+            return
+        sdp = self._pc.local_sdp
+        if sdp:
+            stream.reconnect(sdp, self.call_sid, self.reconnect_token)
+
+    # -- teardown ----------------------------------------------------------------------
+    def _hangup_and_close(self, message: str | None) -> None:
+        stream = self._stream
+        if stream is not None and stream.status is not StreamStatus.DISCONNECTED:
+            stream.hangup(self.call_sid or self.outbound_connection_id, message)
+        self._close(emit_disconnect=True)
+
+    def _close(self, *, emit_disconnect: bool) -> None:
+        if self._status is CallState.CLOSED and not emit_disconnect:
+            return
+        was_closed = self._status is CallState.CLOSED
+        self._status = CallState.CLOSED
+        self._close_media()
+        if emit_disconnect and not was_closed and not self._cancelled_or_rejected:
+            self._device.sounds.play("disconnect")
+            self.emit("disconnect", self)
+        self._detach_stream()
+
+    def _close_media(self) -> None:
+        pc, self._pc = self._pc, None
+        source, self._source = self._source, None
+        if pc is not None:
+            self._spawn(pc.close(), keep=True)
+        if source is not None:
+            source.close()
+        self._remote.close()
+
+    def _spawn(self, coro: Any, keep: bool = False) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+    def __repr__(self) -> str:
+        return f"<Call {self.direction} {self.call_sid or self.outbound_connection_id} {self._status}>"
+
+
+SinkFactory = Callable[[], AudioSink]
+
+__all__ = ["Call", "CallDirection", "CallState", "Codec", "Error"]

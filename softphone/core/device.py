@@ -1,0 +1,674 @@
+"""``Device``: the JS SDK's Device in asyncio Python.
+
+A Device owns one signaling stream (created lazily by the first ``register()``
+or ``connect()``), the registration state machine
+(unregistered → registering → registered, and destroyed), the token lifecycle
+(``tokenWillExpire``), and the bookkeeping of calls: pending incoming calls in
+:attr:`Device.calls`, at most one active call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import json
+import logging
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from softphone.audio_backends.base import AudioSource
+from softphone.core.audio_helper import AudioHelper
+from softphone.core.call import Call, CallDirection, CallState
+from softphone.core.errors import (
+    ClientErrors,
+    InvalidArgumentError,
+    InvalidStateError,
+    TwilioError,
+    device_error_from_signaling,
+)
+from softphone.core.events import EventEmitter
+from softphone.core.log import apply_log_level
+from softphone.core.options import DeviceOptions
+from softphone.core.sounds import SoundBoard
+from softphone.media.peer_connection import PeerConnection
+from softphone.signaling.messages import Connected, Error, Invite
+from softphone.signaling.pstream import PStream, StreamStatus
+from softphone.signaling.regions import (
+    edge_from_connected,
+    preferred_signaling_url,
+    region_code_from_long_name,
+    signaling_hosts,
+    signaling_urls,
+)
+from softphone.version import PACKAGE_NAME, __version__
+
+log = logging.getLogger("softphone.device")
+
+REGISTRATION_REFRESH_S = 30.0
+TOKEN_EXPIRED_WIRE_CODE = 31205
+
+
+class DeviceState(enum.StrEnum):
+    """``Device.State`` of the JS SDK."""
+
+    DESTROYED = "destroyed"
+    UNREGISTERED = "unregistered"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+
+
+class DeviceEventName(enum.StrEnum):
+    """``Device.EventName`` of the JS SDK."""
+
+    ERROR = "error"
+    INCOMING = "incoming"
+    DESTROYED = "destroyed"
+    UNREGISTERED = "unregistered"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    TOKEN_WILL_EXPIRE = "tokenWillExpire"
+
+
+def _is_supported() -> bool:
+    try:
+        import aiortc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Device(EventEmitter):
+    """A softphone endpoint: registers for incoming calls and places outgoing ones."""
+
+    State = DeviceState
+    EventName = DeviceEventName
+    version = __version__
+    package_name = PACKAGE_NAME
+    is_supported = _is_supported()
+
+    def __init__(
+        self, token: str, options: Mapping[str, Any] | DeviceOptions | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__()
+        if not isinstance(token, str):
+            raise InvalidArgumentError('Parameter "token" must be of type "string".')
+        self._token = token
+        self._options = DeviceOptions()
+        self._state = DeviceState.UNREGISTERED
+        self._stream: PStream | None = None
+        self._stream_connected: asyncio.Future[None] | None = None
+        self._edge: str | None = None
+        self._home: str | None = None
+        self._region: str | None = None
+        self._identity: str | None = None
+        self._preferred_uri: str | None = None
+        self._should_reregister = False
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._token_timer: asyncio.TimerHandle | None = None
+        self._active_call: Call | None = None
+        self._calls: list[Call] = []
+        self._connect_in_progress = False
+        self.audio: AudioHelper | None = AudioHelper(self)
+        self.sounds = SoundBoard(self)
+        if isinstance(options, DeviceOptions):
+            self._options = options
+            options = None
+        self.update_options({**(dict(options) if options else {}), **kwargs})
+
+    # -- properties --------------------------------------------------------------------
+    @property
+    def state(self) -> DeviceState:
+        """``unregistered``, ``registering``, ``registered`` or ``destroyed``."""
+        return self._state
+
+    @property
+    def token(self) -> str:
+        """The current access token."""
+        return self._token
+
+    @property
+    def identity(self) -> str | None:
+        """The identity the gateway read from the token (``connected.token.identity``)."""
+        return self._identity
+
+    @property
+    def edge(self) -> str | None:
+        """The edge of the last ``connected``; None before it and after going offline."""
+        return self._edge
+
+    @property
+    def home(self) -> str | None:
+        """``connected.home`` (kept after going offline)."""
+        return self._home
+
+    @property
+    def region(self) -> str | None:
+        """Region code (or raw region name) of the last ``connected``."""
+        return self._region
+
+    @property
+    def options(self) -> DeviceOptions:
+        """The options in force."""
+        return self._options
+
+    @property
+    def is_busy(self) -> bool:
+        """True while there is an active call."""
+        return self._active_call is not None
+
+    @property
+    def calls(self) -> list[Call]:
+        """Pending incoming calls (accepted and outgoing calls are not listed)."""
+        return list(self._calls)
+
+    @property
+    def active_call(self) -> Call | None:
+        """The outgoing call or accepted incoming call in progress, if any."""
+        return self._active_call
+
+    @property
+    def stream(self) -> PStream | None:
+        """The signaling stream, once created by ``register()`` or ``connect()``."""
+        return self._stream
+
+    def __str__(self) -> str:
+        return "[Twilio.Device instance]"
+
+    # -- options and token -------------------------------------------------------------
+    def update_options(self, options: Mapping[str, Any] | DeviceOptions | None = None) -> None:
+        """Merge ``options`` over the current ones (JS ``updateOptions``).
+
+        Raises ``InvalidStateError`` after ``destroy()`` or when the signaling URLs
+        would change during a call, ``InvalidArgumentError`` for bad values.
+        """
+        if self._state is DeviceState.DESTROYED:
+            raise InvalidStateError("Device has been destroyed.")
+        new = DeviceOptions.merged(self._options, options)
+        old_urls = self._signaling_urls(self._options)
+        new_urls = self._signaling_urls(new)
+        if self._stream is not None and old_urls != new_urls and self.is_busy:
+            raise InvalidStateError("Cannot change Edge while on an active Call")
+        self._options = new
+        apply_log_level(new.log_level)
+        self.sounds.configure(new.sounds)
+        if self._stream is not None and old_urls != new_urls:
+            log.info("signaling URLs changed: rebuilding the stream")
+            self._rebuild_stream()
+
+    @staticmethod
+    def _signaling_urls(options: DeviceOptions) -> list[str]:
+        chunderw = list(options.chunderw) if isinstance(options.chunderw, tuple) else options.chunderw
+        edge = list(options.edge) if isinstance(options.edge, tuple) else options.edge
+        try:
+            return signaling_urls(signaling_hosts(edge=edge, chunderw=chunderw))
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from exc
+
+    def update_token(self, token: str) -> None:
+        """Use ``token`` from now on; sends ``listen`` at once if a stream exists."""
+        if self._state is DeviceState.DESTROYED:
+            raise InvalidStateError("Device has been destroyed.")
+        if not isinstance(token, str):
+            raise InvalidArgumentError('Parameter "token" must be of type "string".')
+        self._token = token
+        if self._stream is not None:
+            self._stream.set_token(token)
+
+    # -- registration ------------------------------------------------------------------
+    async def register(self) -> None:
+        """Register for incoming calls; resolves once the gateway says ``ready``."""
+        if self._state is DeviceState.DESTROYED:
+            raise InvalidStateError("Device has been destroyed.")
+        if self._state is not DeviceState.UNREGISTERED:
+            raise InvalidStateError(
+                f'Attempt to register when device is in state "{self._state}". '
+                f'Must be "{DeviceState.UNREGISTERED}".'
+            )
+        self._should_reregister = False
+        self._set_state(DeviceState.REGISTERING)
+        outcome = self._state_outcome(DeviceState.REGISTERED, DeviceState.UNREGISTERED)
+        try:
+            await self._ensure_stream_connected()
+        except BaseException:
+            outcome.cancel()
+            self._set_state(DeviceState.UNREGISTERED)
+            raise
+        self._send_presence(True)
+        self._start_refresh()
+        await outcome
+
+    async def unregister(self) -> None:
+        """Stop receiving calls; resolves once the gateway says ``offline``."""
+        if self._state is DeviceState.DESTROYED:
+            raise InvalidStateError("Device has been destroyed.")
+        if self._state is not DeviceState.REGISTERED:
+            raise InvalidStateError(
+                f'Attempt to unregister when device is in state "{self._state}". '
+                f'Must be "{DeviceState.REGISTERED}".'
+            )
+        stream = self._stream
+        assert stream is not None
+        self._stop_refresh()
+        offline: asyncio.Future[tuple[Any, ...]] = asyncio.ensure_future(
+            _wait_event(stream, "offline")
+        )
+        self._send_presence(False)
+        await offline
+
+    def _state_outcome(self, success: DeviceState, failure: DeviceState) -> asyncio.Future[None]:
+        """A future resolved when the state becomes ``success``, failed on ``failure``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_success() -> None:
+            cleanup()
+            if not future.done():
+                future.set_result(None)
+
+        def on_failure() -> None:
+            cleanup()
+            if not future.done():
+                future.set_exception(
+                    InvalidStateError(f"Device went {failure} before becoming {success}")
+                )
+
+        def cleanup() -> None:
+            self.off(str(success), on_success)
+            self.off(str(failure), on_failure)
+
+        self.once(str(success), on_success)
+        self.once(str(failure), on_failure)
+        future.add_done_callback(lambda f: cleanup() if f.cancelled() else None)
+        return future
+
+    def _send_presence(self, audio: bool) -> None:
+        if self._stream is not None:
+            self._stream.register(audio)
+
+    def _start_refresh(self) -> None:
+        self._stop_refresh()
+        self._refresh_task = asyncio.create_task(self._refresh_loop())
+
+    def _stop_refresh(self) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            self._refresh_task = None
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRATION_REFRESH_S)
+            self._send_presence(True)
+
+    def _set_state(self, state: DeviceState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        self.emit(str(state))
+
+    # -- signaling stream --------------------------------------------------------------
+    async def _ensure_stream_connected(self) -> PStream:
+        if self._stream is None:
+            self._create_stream()
+        assert self._stream is not None and self._stream_connected is not None
+        await asyncio.shield(self._stream_connected)
+        return self._stream
+
+    def _create_stream(self) -> None:
+        options = self._options
+        stream = PStream(
+            self._token,
+            self._signaling_urls(options),
+            max_preferred_duration_ms=options.max_call_signaling_timeout_ms,
+            backoff_max_ms=options.backoff_max_ms,
+            ssl_context=options.ssl_context,
+        )
+        self._stream = stream
+        self._stream_connected = asyncio.get_running_loop().create_future()
+        self._stream_connected.add_done_callback(_consume_exception)
+        stream.on("connected", self._on_signaling_connected)
+        stream.on("ready", self._on_signaling_ready)
+        stream.on("offline", self._on_signaling_offline)
+        stream.on("close", self._on_signaling_close)
+        stream.on("error", self._on_signaling_error)
+        stream.on("invite", self._on_signaling_invite)
+        for call in self._all_calls():
+            call.attach_stream(stream)
+
+    def _destroy_stream(self) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        self._stream = None
+        if self._stream_connected is not None and not self._stream_connected.done():
+            self._stream_connected.set_exception(
+                InvalidStateError("The signaling stream was closed before it connected")
+            )
+        stream.destroy()
+        stream.remove_all_listeners()
+        self._edge = None
+        self._region = None
+
+    def _rebuild_stream(self) -> None:
+        was_registered = self._state in (DeviceState.REGISTERED, DeviceState.REGISTERING)
+        self._destroy_stream()
+        self._set_state(DeviceState.UNREGISTERED)
+        self._create_stream()
+        self._should_reregister = was_registered
+
+    def _on_signaling_connected(self, message: Connected) -> None:
+        code = region_code_from_long_name(message.region or "")
+        self._region = code or message.region
+        self._edge = edge_from_connected(message.edge, message.region)
+        self._home = message.home
+        if message.identity is not None:
+            self._identity = message.identity
+        chunderw = self._options.chunderw
+        self._preferred_uri = preferred_signaling_url(
+            list(chunderw) if isinstance(chunderw, tuple) else chunderw,
+            self._edge,
+            scheme=_scheme_of(self._stream.uri if self._stream else None),
+        )
+        ttl = message.ttl
+        if ttl is not None:
+            delay_s = max(0.0, ttl - self._options.token_refresh_ms / 1000)
+            self._token_timer = asyncio.get_running_loop().call_later(
+                delay_s, self._on_token_will_expire
+            )
+        if self._stream_connected is not None and not self._stream_connected.done():
+            self._stream_connected.set_result(None)
+        if self._should_reregister:
+            self._should_reregister = False
+            if self._state is DeviceState.UNREGISTERED:
+                task = asyncio.ensure_future(self.register())
+                task.add_done_callback(_log_failure("re-register"))
+        for call in self._all_calls():
+            call.on_signaling_connected()
+
+    def _on_token_will_expire(self) -> None:
+        self._token_timer = None
+        self.emit("tokenWillExpire", self)
+
+    def _on_signaling_ready(self, _: object) -> None:
+        self._set_state(DeviceState.REGISTERED)
+
+    def _on_signaling_offline(self, _: object = None) -> None:
+        self._edge = None
+        self._region = None
+        if self._state is not DeviceState.UNREGISTERED:
+            self._should_reregister = self._state in (
+                DeviceState.REGISTERED,
+                DeviceState.REGISTERING,
+            )
+        if self._state is not DeviceState.DESTROYED:
+            self._set_state(DeviceState.UNREGISTERED)
+
+    def _on_signaling_close(self, _: object) -> None:
+        """The gateway said ``close``: forget the stream; the next register() opens a new one."""
+        self._should_reregister = False
+        self._stop_refresh()
+        self._destroy_stream()
+
+    def _on_signaling_error(self, info: Mapping[str, Any]) -> None:
+        raw = info.get("error") if isinstance(info, Mapping) else None
+        if not isinstance(raw, Mapping):
+            return
+        payload = info if isinstance(info.get("voiceeventsid"), str) else None
+        if payload is not None:
+            return  # message-scoped: the Call reports it
+        if raw.get("code") == TOKEN_EXPIRED_WIRE_CODE:
+            self._stop_refresh()
+        error = device_error_from_signaling(
+            dict(raw), self._options.enable_improved_signaling_error_precision
+        )
+        callsid = info.get("callsid")
+        call = self._find_call(callsid) if isinstance(callsid, str) else None
+        if call is not None:
+            self.emit("error", error, call)
+        else:
+            self.emit("error", error)
+
+    def _on_signaling_invite(self, message: Invite) -> None:
+        if self.is_busy and not self._options.allow_incoming_while_busy:
+            log.info("busy: dropping incoming invite %s", message.callsid)
+            return
+        if not message.callsid or not message.sdp:
+            self.emit(
+                "error", ClientErrors.BadRequest("Malformed invite from gateway")
+            )
+            return
+        assert self._stream is not None
+        call = Call.incoming(self, self._stream, message)
+        self._calls.append(call)
+        self._wire_call(call)
+        if not self.is_busy:
+            self.sounds.start_ringing()
+        self.emit("incoming", call)
+
+    # -- calls -------------------------------------------------------------------------
+    async def connect(
+        self,
+        params: Mapping[str, Any] | None = None,
+        rtc_configuration: Mapping[str, Any] | None = None,
+        rtc_constraints: Mapping[str, Any] | None = None,
+        connect_token: str | None = None,
+    ) -> Call:
+        """Place an outgoing call; resolves with the Call (status ``connecting``)."""
+        if self._state is DeviceState.DESTROYED:
+            raise InvalidStateError("Device has been destroyed.")
+        if self._active_call is not None or self._connect_in_progress:
+            raise InvalidStateError("A Call is already active")
+        reconnect: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+        if connect_token is not None:
+            reconnect = parse_connect_token(connect_token)
+        self._connect_in_progress = True
+        try:
+            if self.audio is not None:
+                await self.audio.wait_for_input_change()
+            stream = await self._ensure_stream_connected()
+            if reconnect is not None:
+                token, parameters, custom = reconnect
+                call = Call.outgoing(
+                    self, stream, custom, parameters=parameters, reconnect_token=token
+                )
+            else:
+                call = Call.outgoing(self, stream, dict(params or {}))
+            self._active_call = call
+            self._wire_call(call)
+            for pending in list(self._calls):
+                pending.ignore()
+            self._calls.clear()
+            self.sounds.stop_ringing()
+            call.accept(rtc_configuration=rtc_configuration, rtc_constraints=rtc_constraints)
+            return call
+        finally:
+            self._connect_in_progress = False
+
+    def _wire_call(self, call: Call) -> None:
+        call.on("accept", lambda *_: self._on_call_accept(call))
+        call.on("disconnect", lambda *_: self._on_call_ended(call))
+        call.on("cancel", lambda *_: self._on_call_ended(call))
+        call.on("reject", lambda *_: self._on_call_ended(call))
+        call.on("error", lambda *_: self._on_call_error(call))
+        call.on("transportClose", lambda *_: self._on_call_transport_close(call))
+
+    def _on_call_accept(self, call: Call) -> None:
+        if call.direction is CallDirection.INCOMING:
+            if self._active_call is not None and self._active_call is not call:
+                self._active_call.disconnect()
+            if call in self._calls:
+                self._calls.remove(call)
+            self._active_call = call
+        if self._stream is not None:
+            self._stream.update_preferred_uri(self._preferred_uri)
+        if not self._calls:
+            self.sounds.stop_ringing()
+        if call.direction is CallDirection.OUTGOING and not call.is_connect_token_call:
+            self.sounds.play("outgoing")
+
+    def _on_call_ended(self, call: Call) -> None:
+        if call in self._calls:
+            self._calls.remove(call)
+        if self._active_call is call:
+            self._active_call = None
+        if not self._calls:
+            self.sounds.stop_ringing()
+        if self._active_call is None and not self._calls and self._stream is not None:
+            self._stream.update_preferred_uri(None)
+
+    def _on_call_error(self, call: Call) -> None:
+        if call.status() is CallState.CLOSED:
+            self._on_call_ended(call)
+
+    def _on_call_transport_close(self, call: Call) -> None:
+        if call.status() is CallState.PENDING or (
+            call in self._calls and call.status() is not CallState.OPEN
+        ):
+            if call in self._calls:
+                self._calls.remove(call)
+            if not self._calls:
+                self.sounds.stop_ringing()
+
+    def _find_call(self, callsid: str) -> Call | None:
+        for call in self._all_calls():
+            if callsid in (call.parameters.get("CallSid"), call.outbound_connection_id):
+                return call
+        return None
+
+    def _all_calls(self) -> list[Call]:
+        calls = list(self._calls)
+        if self._active_call is not None:
+            calls.append(self._active_call)
+        return calls
+
+    def disconnect_all(self) -> None:
+        """End every call: pending ones are dropped locally, the active one hung up."""
+        calls = list(self._calls)
+        self._calls.clear()
+        for call in calls:
+            call.disconnect()
+        if self._active_call is not None:
+            self._active_call.disconnect()
+
+    async def destroy(self) -> None:
+        """Reject pending calls, hang up, close the stream for good; state ``destroyed``."""
+        if self._state is DeviceState.DESTROYED:
+            return
+        for call in list(self._calls):
+            call.reject()
+        self.disconnect_all()
+        self._stop_refresh()
+        if self._token_timer is not None:
+            self._token_timer.cancel()
+            self._token_timer = None
+        await asyncio.sleep(0)  # let queued hangup/reject frames reach the socket writer
+        if self._stream is not None:
+            await self._stream.transport.flush(timeout=0.5)
+        self._destroy_stream()
+        self.sounds.stop_all()
+        if self.audio is not None:
+            self.audio.destroy()
+            self.audio = None
+        self._should_reregister = False
+        if self._state is not DeviceState.UNREGISTERED:
+            self._set_state(DeviceState.UNREGISTERED)
+        self._set_state(DeviceState.DESTROYED)
+        self.remove_all_listeners()
+
+    async def __aenter__(self) -> Device:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.destroy()
+
+    async def audio_input(self, constraints: Mapping[str, Any] | None = None) -> AudioSource:
+        """The audio source for a new call (see :meth:`AudioHelper.input_source`)."""
+        if self.audio is None:
+            raise InvalidStateError("Device has been destroyed.")
+        return await self.audio.input_source(constraints)
+
+    def create_peer_connection(self, configuration: Mapping[str, Any]) -> PeerConnection:
+        """A media adapter for a new call: the ``rtc_peer_connection`` override or ours.
+
+        ICE servers come only from ``configuration["iceServers"]`` (default none):
+        never aiortc's public STUN default.
+        """
+        options = self._options
+        if options.rtc_peer_connection is not None:
+            return options.rtc_peer_connection(configuration)  # type: ignore[no-any-return]
+        return PeerConnection(
+            ice_servers=list(configuration.get("iceServers") or []),
+            codec_preferences=options.codec_preferences,
+            max_average_bitrate=options.max_average_bitrate,
+        )
+
+    @property
+    def stream_status(self) -> StreamStatus | None:
+        """The PStream status (``disconnected``, ``connected``, ``ready``, ``offline``)."""
+        return self._stream.status if self._stream else None
+
+    def emit_error(self, error: TwilioError, call: Call | None = None) -> None:
+        """Emit a Device ``error`` (used by calls and helpers that report through it)."""
+        if call is None:
+            self.emit("error", error)
+        else:
+            self.emit("error", error, call)
+
+
+def parse_connect_token(token: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Decode a ``call.connect_token`` into (reconnect token, parameters, custom params).
+
+    Raises ``InvalidArgumentError("Cannot parse connectToken")`` for text that is not
+    base64 of percent-encoded JSON, and ``"Invalid connectToken"`` when a part is missing.
+    """
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+        data = json.loads(urllib.parse.unquote(decoded))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError("Cannot parse connectToken") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgumentError("Cannot parse connectToken")
+    parameters = data.get("parameters")
+    reconnect = data.get("signalingReconnectToken")
+    if (
+        not isinstance(parameters, dict)
+        or not parameters.get("CallSid")
+        or not isinstance(reconnect, str)
+        or not reconnect
+    ):
+        raise InvalidArgumentError("Invalid connectToken")
+    custom = data.get("customParameters")
+    return reconnect, parameters, dict(custom) if isinstance(custom, dict) else {}
+
+
+def _scheme_of(uri: str | None) -> str:
+    if uri and uri.startswith("ws://"):
+        return "ws"
+    return "wss"
+
+
+async def _wait_event(emitter: Any, event: str) -> tuple[Any, ...]:
+    future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
+
+    def resolve(*args: Any) -> None:
+        if not future.done():
+            future.set_result(args)
+
+    emitter.once(event, resolve)
+    return await future
+
+
+def _consume_exception(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _log_failure(what: str) -> Any:
+    def callback(task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s failed: %s", what, task.exception())
+
+    return callback
+
+
+__all__ = ["Device", "DeviceEventName", "DeviceState", "Error", "parse_connect_token"]

@@ -1,0 +1,199 @@
+"""``DeviceOptions``: every JS Device option, in snake_case, validated.
+
+Ported code may pass the JS spelling (``{"logLevel": 1, "codecPreferences": [...]}``);
+:meth:`DeviceOptions.merged` accepts both spellings and rejects unknown keys with a
+suggestion, because a silently ignored typo in a voice app shows up only as a call
+that behaves oddly in production. Options merge additively, as in the JS
+``updateOptions``: a later call that omits a key keeps the earlier value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from softphone.core.errors import InvalidArgumentError
+
+CODECS = ("opus", "pcmu")
+SOUND_NAMES = (
+    "incoming",
+    "outgoing",
+    "disconnect",
+    *(f"dtmf{d}" for d in range(10)),
+    "dtmfs",
+    "dtmfh",
+)
+
+
+def _is_str_or_str_list(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
+def _validate_edge(_: Any, __: attrs.Attribute[Any], value: object) -> None:
+    if value and not _is_str_or_str_list(value):
+        raise InvalidArgumentError(
+            "If `edge` is provided, it must be of type `string` or an array of strings."
+        )
+
+
+def _validate_chunderw(_: Any, __: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not _is_str_or_str_list(value):
+        raise InvalidArgumentError("`chunderw` must be a host string or a list of them.")
+
+
+def _validate_codecs(_: Any, __: attrs.Attribute[Any], value: Sequence[str]) -> None:
+    if isinstance(value, str) or not all(isinstance(c, str) for c in value):
+        raise InvalidArgumentError("`codec_preferences` must be a list of codec names.")
+    unknown = [c for c in value if c.lower() not in CODECS]
+    if unknown:
+        raise InvalidArgumentError(
+            f"`codec_preferences` has unsupported codecs {unknown}; use {list(CODECS)}."
+        )
+
+
+def _validate_non_negative(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise InvalidArgumentError(f"`{attribute.name}` must be a number >= 0, got {value!r}.")
+
+
+def _validate_bitrate(_: Any, __: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgumentError(f"`max_average_bitrate` must be a number, got {value!r}.")
+
+
+def _validate_sounds(_: Any, __: attrs.Attribute[Any], value: Mapping[str, object]) -> None:
+    unknown = [name for name in value if name not in SOUND_NAMES]
+    if unknown:
+        raise InvalidArgumentError(f"Unknown sound names {unknown}; valid: {list(SOUND_NAMES)}.")
+
+
+def _validate_callable(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        raise InvalidArgumentError(f"`{attribute.name}` must be callable.")
+
+
+@attrs.frozen(kw_only=True)
+class DeviceOptions:
+    """The options of a :class:`~softphone.core.device.Device`.
+
+    Documented JS options keep their meaning. Browser-only ones (``close_protection``,
+    ``disable_audio_context_sounds``) are accepted for ported code and have no effect.
+    Python-only additions are marked as such.
+    """
+
+    allow_incoming_while_busy: bool = False
+    app_name: str | None = None
+    app_version: str | None = None
+    close_protection: bool | str = False
+    codec_preferences: tuple[str, ...] = attrs.field(
+        default=("pcmu", "opus"),
+        converter=lambda v: tuple(v) if not isinstance(v, str) else v,
+        validator=_validate_codecs,
+    )
+    disable_audio_context_sounds: bool = False
+    dscp: bool = True
+    edge: str | tuple[str, ...] | None = attrs.field(
+        default=None,
+        converter=lambda v: tuple(v) if isinstance(v, list) else v,
+        validator=_validate_edge,
+    )
+    enable_improved_signaling_error_precision: bool = False
+    enumerate_devices: Callable[..., Any] | None = attrs.field(
+        default=None, validator=_validate_callable
+    )
+    force_aggressive_ice_nomination: bool = False
+    get_user_media: Callable[..., Any] | None = attrs.field(
+        default=None, validator=_validate_callable
+    )
+    log_level: int | str = "error"
+    max_average_bitrate: int | None = attrs.field(default=None, validator=_validate_bitrate)
+    max_call_signaling_timeout_ms: int = attrs.field(default=0, validator=_validate_non_negative)
+    media_stream: Any = None
+    rtc_peer_connection: Callable[..., Any] | None = attrs.field(
+        default=None, validator=_validate_callable
+    )
+    sounds: Mapping[str, str] = attrs.field(factory=dict, validator=_validate_sounds)
+    token_refresh_ms: int = attrs.field(default=10_000, validator=_validate_non_negative)
+
+    # Accepted but undocumented in the JS SDK (internal/test hooks, still honoured).
+    backoff_max_ms: int | None = None
+    chunderw: str | tuple[str, ...] | None = attrs.field(
+        default=None,
+        converter=lambda v: tuple(v) if isinstance(v, list) else v,
+        validator=_validate_chunderw,
+    )
+    eventgw: str | None = None
+    file_input_stream: Any = None
+    ignore_browser_support: bool = False
+    preflight: bool = False
+    publish_events: bool = True
+    rtc_constraints: Mapping[str, Any] = attrs.field(factory=lambda: {"audio": True})
+    voice_event_sid_generator: Callable[[], str] | None = attrs.field(
+        default=None, validator=_validate_callable
+    )
+
+    # Python-only.
+    speaker: Any = None
+    """An AudioSink for remote call audio and sounds (default: discard)."""
+    ringer: Any = None
+    """An AudioSink for the ringtone (default: the speaker)."""
+    ssl_context: ssl.SSLContext | None = None
+    """TLS settings for ``wss://`` gateways (e.g. one trusting a self-signed cert)."""
+    rtc_configuration: Mapping[str, Any] = attrs.field(factory=lambda: {"iceServers": []})
+    """Default peer-connection configuration. Unlike aiortc's default (a public STUN
+    server, 5 s per unreachable server), no ICE servers unless you give some."""
+
+    @classmethod
+    def merged(
+        cls, previous: DeviceOptions | None, updates: Mapping[str, Any] | DeviceOptions | None
+    ) -> DeviceOptions:
+        """``previous`` with ``updates`` applied on top (JS ``updateOptions`` semantics)."""
+        base = previous or cls()
+        if updates is None:
+            return base
+        if isinstance(updates, DeviceOptions):
+            return updates
+        normalised = normalise_keys(updates)
+        try:
+            return attrs.evolve(base, **normalised)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidArgumentError):
+                raise
+            raise InvalidArgumentError(str(exc)) from exc
+
+
+_FIELD_NAMES = frozenset(field.name for field in attrs.fields(DeviceOptions))
+_SPECIAL = {
+    "RTCPeerConnection": "rtc_peer_connection",
+    "MediaStream": "media_stream",
+    "enableImprovedSignalingErrorPrecision": "enable_improved_signaling_error_precision",
+}
+
+
+def snake_case(name: str) -> str:
+    """``maxCallSignalingTimeoutMs`` → ``max_call_signaling_timeout_ms``."""
+    if name in _SPECIAL:
+        return _SPECIAL[name]
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def normalise_keys(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Map JS camelCase keys to snake_case and reject unknown ones with a suggestion."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        name = key if key in _FIELD_NAMES else snake_case(key)
+        if name not in _FIELD_NAMES:
+            hint = difflib.get_close_matches(name, _FIELD_NAMES, n=1)
+            suggestion = f" Did you mean `{hint[0]}`?" if hint else ""
+            raise InvalidArgumentError(f"Unknown Device option `{key}`.{suggestion}")
+        out[name] = value
+    return out

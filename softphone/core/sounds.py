@@ -1,0 +1,198 @@
+"""The Device's sounds: ringtone, outgoing, disconnect and DTMF feedback.
+
+The JS SDK fetches MP3s from a CDN; we synthesise equivalents (no network), or
+play the files named in the ``sounds`` option through any format av reads.
+Sounds are written in real time, 20 ms at a time, to the Device's speaker sink
+(the ringtone to the ringer sink), so a file or memory sink records them as a
+person would hear them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from softphone.audio_backends.base import FRAME_SAMPLES, SAMPLE_RATE, AudioSink, Pcm
+
+if TYPE_CHECKING:
+    from softphone.core.call import Call
+    from softphone.core.device import Device
+
+log = logging.getLogger("softphone.sounds")
+
+MAX_DURATION_MS = {"outgoing": 3000, "disconnect": 3000}
+DTMF_MAX_MS = 1000
+LOOPING = frozenset({"incoming"})
+
+# The JS DialtonePlayer's deliberately non-standard "mock" pairs, so that local
+# feedback tones are never mistaken for real DTMF by anything that hears them.
+MOCK_DTMF_HZ = {
+    "1": (1230, 720), "2": (1360, 720), "3": (1480, 720),
+    "4": (1230, 790), "5": (1360, 790), "6": (1480, 790),
+    "7": (1230, 870), "8": (1360, 870), "9": (1480, 870),
+    "s": (1230, 960), "0": (1360, 960), "h": (1480, 960),
+}
+
+
+def _tone(freqs: tuple[float, ...], ms: int, gain: float) -> Pcm:
+    t = np.arange(SAMPLE_RATE * ms // 1000) / SAMPLE_RATE
+    wave = sum(np.sin(2 * np.pi * f * t) for f in freqs) / max(1, len(freqs))
+    ramp = min(len(t) // 2, SAMPLE_RATE // 200)  # 5 ms fades: no clicks
+    envelope = np.ones_like(t)
+    if ramp:
+        envelope[:ramp] = np.linspace(0, 1, ramp)
+        envelope[-ramp:] = np.linspace(1, 0, ramp)
+    return (wave * envelope * gain * 32767).astype(np.int16)
+
+
+def _gap(ms: int) -> Pcm:
+    return np.zeros(SAMPLE_RATE * ms // 1000, dtype=np.int16)
+
+
+def default_sound(name: str) -> Pcm:
+    """The synthesised default for sound ``name`` (one period for looping sounds)."""
+    if name == "incoming":  # North-American ringing: 440+480 Hz, 2 s on, 4 s off
+        return np.concatenate([_tone((440, 480), 2000, 0.25), _gap(4000)])
+    if name == "outgoing":
+        return np.concatenate([_tone((880,), 120, 0.2), _gap(40), _tone((1320,), 160, 0.2)])
+    if name == "disconnect":
+        return np.concatenate(
+            [np.concatenate([_tone((f,), 120, 0.2), _gap(60)]) for f in (988, 784, 659)]
+        )
+    if name.startswith("dtmf"):
+        return _tone(MOCK_DTMF_HZ[name[4:]], 100, 0.1)
+    raise KeyError(name)
+
+
+class SoundBoard:
+    """Plays the Device's sounds; one playback task per sound name at a time."""
+
+    def __init__(self, device: Device) -> None:
+        self._device = device
+        self._custom: dict[str, str] = {}
+        self._cache: dict[str, Pcm] = {}
+        self._playing: dict[str, asyncio.Task[None]] = {}
+        self._ringing_for: set[int] = set()
+        self.played: list[str] = []
+        """Names of the sounds started, in order (for apps and tests to inspect)."""
+
+    def configure(self, sounds: Mapping[str, str]) -> None:
+        """Use the given files instead of the synthesised defaults."""
+        self._custom = dict(sounds)
+        self._cache.clear()
+
+    def pcm(self, name: str) -> Pcm:
+        """The samples of sound ``name`` (custom file if configured, else the default)."""
+        if name not in self._cache:
+            path = self._custom.get(name)
+            self._cache[name] = _read_file(path) if path else default_sound(name)
+        return self._cache[name]
+
+    def _enabled(self, name: str) -> bool:
+        audio = self._device.audio
+        if audio is None:
+            return False
+        flags = {"incoming": audio.incoming, "outgoing": audio.outgoing,
+                 "disconnect": audio.disconnect}
+        return flags[name]() if name in flags else True
+
+    def _sink(self, name: str) -> AudioSink | None:
+        audio = self._device.audio
+        if audio is None:
+            return None
+        return audio.ringtone_sink() if name == "incoming" else audio.speaker_sink()
+
+    def play(self, name: str) -> None:
+        """Start sound ``name`` if enabled (restarting it if it was already playing)."""
+        if not self._enabled(name):
+            return
+        sink = self._sink(name)
+        if sink is None:
+            return
+        self.stop(name)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.played.append(name)
+        limit = DTMF_MAX_MS if name.startswith("dtmf") else MAX_DURATION_MS.get(name)
+        self._playing[name] = loop.create_task(
+            self._run(name, sink, loop=name in LOOPING, limit_ms=limit)
+        )
+
+    def stop(self, name: str) -> None:
+        """Stop sound ``name`` if it is playing."""
+        task = self._playing.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    def is_playing(self, name: str) -> bool:
+        """Whether sound ``name`` is playing now."""
+        task = self._playing.get(name)
+        return task is not None and not task.done()
+
+    def start_ringing(self) -> None:
+        """Start the looping ringtone unless it is already on."""
+        if not self.is_playing("incoming"):
+            self.play("incoming")
+
+    def stop_ringing(self) -> None:
+        """Stop the ringtone."""
+        self.stop("incoming")
+
+    def stop_ringing_for(self, call: Call) -> None:
+        """A pending call stopped ringing: stop the tone when no pending call is left."""
+        if not any(c.status() == "pending" for c in self._device.calls if c is not call):
+            self.stop_ringing()
+
+    def stop_all(self) -> None:
+        """Stop every sound (``destroy``)."""
+        for name in list(self._playing):
+            self.stop(name)
+
+    async def _run(self, name: str, sink: AudioSink, *, loop: bool, limit_ms: int | None) -> None:
+        pcm = self.pcm(name)
+        if not len(pcm):
+            return
+        clock = asyncio.get_running_loop()
+        start = clock.time()
+        max_frames = None if limit_ms is None else limit_ms // 20
+        position = 0
+        frame_index = 0
+        try:
+            while max_frames is None or frame_index < max_frames:
+                if position >= len(pcm):
+                    if not loop:
+                        break
+                    position = 0
+                chunk = pcm[position : position + FRAME_SAMPLES]
+                position += FRAME_SAMPLES
+                if len(chunk) < FRAME_SAMPLES:
+                    chunk = np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk), np.int16)])
+                sink.write(chunk)
+                frame_index += 1
+                delay = start + frame_index * 0.02 - clock.time()
+                await asyncio.sleep(max(0.0, delay))
+        finally:
+            if self._playing.get(name) is asyncio.current_task():
+                del self._playing[name]
+
+
+def _read_file(path: str) -> Pcm:
+    from softphone.audio_backends.file import FileSource
+
+    source = FileSource(path)
+    chunks = []
+    try:
+        for _ in range(60 * 50):  # at most 60 s of sound
+            block = source.read(FRAME_SAMPLES)
+            if source.finished and not np.any(block):
+                break
+            chunks.append(block)
+    finally:
+        source.close()
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)

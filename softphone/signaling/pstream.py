@@ -1,0 +1,267 @@
+"""PStream: typed signaling on top of the transport (the JS ``PStream``).
+
+Sends ``listen`` on every socket open, queues frames that could not be sent
+and replays them after the next ``listen``, and re-emits every inbound message
+under its wire ``type`` with the typed message object as the argument.
+
+Events: ``transportOpen``, ``transportClose``, ``offline``, ``error(info)``
+(``info`` = ``{"error": {"code", "message", ...}}``) and one event per inbound
+message type (``connected``, ``ready``, ``invite``, ``answer`` …).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import platform
+import ssl
+from collections import deque
+from typing import Any
+
+from pyee.asyncio import AsyncIOEventEmitter
+
+from softphone.signaling.messages import (
+    S2C,
+    Answer,
+    CallMessage,
+    Close,
+    Dtmf,
+    Error,
+    Hangup,
+    Invite,
+    Listen,
+    MalformedMessage,
+    Message,
+    Register,
+    Reinvite,
+    Reject,
+    decode,
+    encode,
+    type_of,
+)
+from softphone.signaling.params import reconnect_timeout_seconds
+from softphone.signaling.transport import WSTransport
+from softphone.version import __version__
+
+log = logging.getLogger("softphone.signaling.pstream")
+
+TRANSPORT_ERROR = 31009
+
+
+class StreamStatus(enum.Enum):
+    """The PStream status values of the JS SDK."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTED = "connected"
+    READY = "ready"
+    OFFLINE = "offline"
+
+
+def browserinfo() -> dict[str, Any]:
+    """The ``browserinfo`` block of ``listen``: who we are, shaped like the JS SDK's."""
+    return {
+        "browser": {
+            "platform": f"{platform.system()} {platform.machine()}".strip() or "unknown",
+            "userAgent": f"softphone/{__version__} Python/{platform.python_version()}",
+        },
+        "p": "browser",
+        "plugin": "rtc",
+        "v": __version__,
+    }
+
+
+class PStream(AsyncIOEventEmitter):
+    """The signaling stream of one Device."""
+
+    def __init__(
+        self,
+        token: str,
+        uris: list[str],
+        *,
+        max_preferred_duration_ms: float = 0,
+        backoff_max_ms: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        transport: WSTransport | None = None,
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.status = StreamStatus.DISCONNECTED
+        self.gateway: str | None = None
+        self.region: str | None = None
+        self.max_preferred_duration_ms = max_preferred_duration_ms
+        self.backoff_max_ms = backoff_max_ms  # accepted for parity; unused, as in the JS SDK
+        self._queue: deque[tuple[Message, bool]] = deque()
+        self.transport = transport or WSTransport(
+            uris, max_preferred_duration_ms=max_preferred_duration_ms, ssl_context=ssl_context
+        )
+        self.transport.on("open", self._on_transport_open)
+        self.transport.on("close", self._on_transport_close)
+        self.transport.on("error", self._on_transport_error)
+        self.transport.on("message", self._on_transport_message)
+        self.transport.open()
+
+    @property
+    def uri(self) -> str | None:
+        """The URL of the current or last socket."""
+        return self.transport.uri
+
+    # -- transport events --------------------------------------------------------------
+    def _on_transport_open(self) -> None:
+        self.status = StreamStatus.CONNECTED
+        self._send_listen()
+        self.emit("transportOpen")
+        self._flush()
+
+    def _on_transport_close(self) -> None:
+        self.emit("transportClose")
+        if self.status is not StreamStatus.DISCONNECTED:
+            if self.status is not StreamStatus.OFFLINE:
+                self.emit("offline")
+            self.status = StreamStatus.DISCONNECTED
+
+    def _on_transport_error(self, info: dict[str, Any] | None = None) -> None:
+        if not info:
+            info = {"code": 31000, "message": "Websocket closed without a provided reason"}
+        self.emit("error", info if "error" in info else {"error": info})
+
+    def _on_transport_message(self, frame: str) -> None:
+        try:
+            message = decode(frame, S2C)
+        except MalformedMessage as exc:
+            log.warning("dropping malformed signaling frame: %s", exc.reason)
+            return
+        assert isinstance(message, Message)
+        payload = message.payload()
+        if payload.get("gateway"):
+            self.gateway = payload["gateway"]
+        if payload.get("region"):
+            self.region = payload["region"]
+        msg_type = type_of(message)
+        log.debug("<- %s", msg_type)
+        if isinstance(message, Close):
+            self._on_close_frame()
+        elif msg_type == "ready":
+            self.status = StreamStatus.READY
+        elif msg_type == "offline":
+            self.status = StreamStatus.OFFLINE
+        if isinstance(message, Error):
+            # Same shape as transport errors: {"error": {code, message}, callsid?, ...}
+            self.emit("error", payload)
+            return
+        self.emit(msg_type, message)
+
+    def _on_close_frame(self) -> None:
+        """The server said ``close``: stop for good (no reconnection)."""
+        if self.status is not StreamStatus.OFFLINE:
+            self.emit("offline")
+        self.status = StreamStatus.OFFLINE
+        self.transport.close()
+
+    # -- sending -----------------------------------------------------------------------
+    def publish(self, message: Message, *, retry: bool = True) -> bool:
+        """Send ``message``; on failure emit ``error`` 31009 and queue it if ``retry``."""
+        if self.transport.send(encode(message)):
+            log.debug("-> %s", type_of(message))
+            return True
+        self.emit(
+            "error",
+            {
+                "error": {
+                    "code": TRANSPORT_ERROR,
+                    "message": "Cannot send message: the signaling socket is not open",
+                }
+            },
+        )
+        if retry:
+            self._queue.append((message, retry))
+        return False
+
+    def _flush(self) -> None:
+        pending = list(self._queue)
+        self._queue.clear()
+        for message, retry in pending:
+            if not self.transport.send(encode(message)) and retry:
+                self._queue.append((message, retry))
+
+    def _send_listen(self) -> None:
+        listen = Listen(
+            browserinfo=browserinfo(),
+            reconnect_timeout=reconnect_timeout_seconds(self.max_preferred_duration_ms),
+            token=self.token,
+        )
+        self.transport.send(encode(listen))
+
+    def set_token(self, token: str) -> None:
+        """Store a new token and send ``listen`` with it (not queued; resent on open)."""
+        self.token = token
+        self._send_listen()
+
+    def register(self, audio: bool) -> None:
+        """Send presence: ``register {media: {audio}}``."""
+        self.publish(Register.presence(audio))
+
+    def invite(self, sdp: str, callsid: str, params: str) -> None:
+        """A new outgoing call offer."""
+        twilio = {"params": params} if params else {}
+        self.publish(Invite(callsid=callsid, sdp=sdp, twilio=twilio))
+
+    def reconnect(self, sdp: str, callsid: str, reconnect: str) -> None:
+        """A reconnect (or connect-token) invite for an existing CallSid."""
+        self.publish(Invite(callsid=callsid, sdp=sdp, reconnect=reconnect, twilio={}))
+
+    def answer(self, sdp: str, callsid: str) -> None:
+        """Accept an incoming call with our SDP answer."""
+        self.publish(Answer(sdp=sdp, callsid=callsid))
+
+    def dtmf(self, callsid: str, digits: str) -> None:
+        """Digits through signaling (no RFC 4733 sender)."""
+        self.publish(Dtmf(callsid=callsid, dtmf=digits))
+
+    def hangup(self, callsid: str, message: str | None = None) -> None:
+        """End a call, optionally with a reason."""
+        self.publish(Hangup(callsid=callsid, message=message))
+
+    def reject(self, callsid: str) -> None:
+        """Refuse a ringing incoming call."""
+        self.publish(Reject(callsid=callsid))
+
+    def reinvite(self, sdp: str, callsid: str) -> bool:
+        """An ICE-restart offer; never queued (a later failure triggers another one)."""
+        return self.publish(Reinvite(callsid=callsid, sdp=sdp), retry=False)
+
+    def send_message(
+        self,
+        callsid: str,
+        content: Any,
+        content_type: str | None,
+        message_type: str,
+        voice_event_sid: str,
+    ) -> None:
+        """A user-defined call message; content type defaults to application/json."""
+        self.publish(
+            CallMessage(
+                callsid=callsid,
+                content=content,
+                contenttype=content_type or "application/json",
+                messagetype=message_type,
+                voiceeventsid=voice_event_sid,
+            )
+        )
+
+    def update_preferred_uri(self, uri: str | None) -> None:
+        """Pin the edge of a live call for reconnection (None unpins)."""
+        self.transport.update_preferred_uri(uri)
+
+    def update_uris(self, uris: list[str]) -> None:
+        """Replace the signaling URL list."""
+        self.transport.update_uris(uris)
+
+    def destroy(self) -> PStream:
+        """Close the socket for good and forget queued frames."""
+        self._queue.clear()
+        self.transport.close()
+        if self.status is not StreamStatus.DISCONNECTED:
+            if self.status is not StreamStatus.OFFLINE:
+                self.emit("offline")
+            self.status = StreamStatus.DISCONNECTED
+        return self

@@ -1,0 +1,343 @@
+"""The signaling WebSocket: connect, heartbeat, reconnect with backoff, walk the edges.
+
+A port of the JS SDK's WSTransport (transport-and-edges.md §3) onto asyncio and
+``websockets``. Decisions about *which* URL to dial live in the pure
+:class:`~softphone.signaling.edge_walk.EdgeWalk`; delays come from the pure
+:class:`~softphone.signaling.backoff.Backoff`. This module only does the I/O and
+the timers.
+
+Events (pyee): ``open``; ``message(text)``; ``close``; ``error(info)`` where
+``info`` is ``{"code": 31000|31005, "message": str}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from pyee.asyncio import AsyncIOEventEmitter
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from softphone.signaling.backoff import Backoff
+from softphone.signaling.edge_walk import EdgeWalk, SocketState
+from softphone.signaling.messages import HEARTBEAT
+
+log = logging.getLogger("softphone.signaling.transport")
+
+CONNECT_TIMEOUT_MS = 5_000
+HEARTBEAT_TIMEOUT_MS = 15_000
+CONNECT_SUCCESS_TIMEOUT_MS = 10_000
+MAX_PREFERRED_DELAY_MS = 1_000
+MAX_PREFERRED_DURATION_MS = 15_000
+MAX_PRIMARY_DELAY_MS = 20_000
+MAX_RETRY_AFTER_DELAY_MS = 60_000
+MAX_RETRY_AFTER_DURATION_MS = 75_000
+
+UNKNOWN_ERROR = 31000
+CONNECTION_ERROR = 31005
+ABNORMAL_CLOSE_TEXT = (
+    "Websocket connection to the signaling server was unexpectedly ended. "
+    "If this is happening consistently, there may be an issue resolving the hostname "
+    "provided. If a region or an edge is being specified in Device setup, ensure it is valid."
+)
+
+
+class WSTransport(AsyncIOEventEmitter):
+    """One logical signaling connection that survives socket failures."""
+
+    def __init__(
+        self,
+        uris: list[str],
+        *,
+        max_preferred_duration_ms: float = MAX_PREFERRED_DURATION_MS,
+        connect_timeout_ms: float = CONNECT_TIMEOUT_MS,
+        heartbeat_timeout_ms: float = HEARTBEAT_TIMEOUT_MS,
+        ssl_context: ssl.SSLContext | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__()
+        self.walk = EdgeWalk(list(uris))
+        self.max_preferred_duration_ms = max_preferred_duration_ms
+        self.connect_timeout_ms = connect_timeout_ms
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        self.ssl_context = ssl_context
+        self._rng = rng
+        self.uri: str | None = None
+        self.retry_after_ms: float | None = None
+        self._socket: ClientConnection | None = None
+        self._socket_task: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._opened_at: float | None = None
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
+        self._backoff_timer: asyncio.TimerHandle | None = None
+        self._preferred_backoff: Backoff | None = None
+        self._primary_backoff: Backoff | None = None
+        self._preferred_total_ms = 0.0
+        self._preferred_start: float | None = None
+        self.connect_attempts = 0
+        """How many sockets were dialled (for tests and diagnostics)."""
+
+    # -- public API --------------------------------------------------------------------
+    @property
+    def state(self) -> SocketState:
+        """``closed``, ``connecting`` or ``open``."""
+        return self.walk.state
+
+    @property
+    def uris(self) -> list[str]:
+        """The signaling URL list (round-robin fallback order)."""
+        return self.walk.uris
+
+    @property
+    def preferred_uri(self) -> str | None:
+        """The URL that wins while set (the edge of a live call)."""
+        return self.walk.preferred
+
+    def open(self) -> None:
+        """Start connecting (no-op while a socket is connecting or open)."""
+        if self._socket_task is not None and not self._socket_task.done():
+            return
+        self._connect(self.walk.target())
+
+    def close(self) -> None:
+        """Close for good: nothing reconnects until :meth:`open` is called again."""
+        had_socket = self._socket is not None or (
+            self._socket_task is not None and not self._socket_task.done()
+        )
+        self.walk.set_state(SocketState.CLOSED)
+        self._cancel_timers()
+        self._stop_socket()
+        if had_socket:
+            self.emit("close")
+
+    def send(self, text: str) -> bool:
+        """Queue ``text`` on the open socket; False if there is none (caller may retry)."""
+        if self.walk.state is not SocketState.OPEN or self._socket is None:
+            return False
+        self._outbox.put_nowait(text)
+        return True
+
+    async def flush(self, timeout: float = 1.0) -> None:
+        """Wait (at most ``timeout`` s) until frames already queued have been written."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._outbox.empty() and self._socket is not None and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
+    def update_preferred_uri(self, uri: str | None) -> None:
+        """Pin (or unpin with None) the URL to reconnect to first."""
+        self.walk.preferred = uri
+
+    def update_uris(self, uris: list[str]) -> None:
+        """Replace the URL list and restart from its first entry."""
+        self.walk.update_uris(uris)
+
+    # -- socket lifecycle --------------------------------------------------------------
+    def _connect(self, uri: str) -> None:
+        self._stop_socket()
+        self.walk.set_state(SocketState.CONNECTING)
+        self.uri = uri
+        self.connect_attempts += 1
+        self._socket_task = asyncio.get_running_loop().create_task(self._run_socket(uri))
+
+    async def _run_socket(self, uri: str) -> None:
+        loop = asyncio.get_running_loop()
+        log.debug("connecting to %s", uri)
+        try:
+            websocket = await asyncio.wait_for(
+                connect(
+                    uri,
+                    ssl=self.ssl_context if uri.startswith("wss:") else None,
+                    open_timeout=None,
+                    ping_interval=None,
+                    max_size=2**22,
+                    compression=None,
+                ),
+                self.connect_timeout_ms / 1000,
+            )
+        except TimeoutError:
+            log.info("signaling connect to %s timed out", uri)
+            self.walk.on_connect_timeout()
+            self._after_socket_closed()
+            return
+        except (OSError, InvalidHandshake, InvalidURI, ssl.SSLError) as exc:
+            log.info("signaling connect to %s failed: %s", uri, exc)
+            self.emit("error", {"code": UNKNOWN_ERROR, "message": str(exc) or "socket error"})
+            self._on_socket_close(1006, "")
+            return
+        self._socket = websocket
+        self._opened_at = loop.time()
+        self.walk.on_open()
+        self._discard_backoffs()
+        self._arm_heartbeat()
+        writer = loop.create_task(self._write_loop(websocket))
+        self.emit("open")
+        try:
+            async for frame in websocket:
+                self._arm_heartbeat()
+                if not isinstance(frame, str):
+                    continue
+                if frame == HEARTBEAT:
+                    self._outbox.put_nowait(HEARTBEAT)
+                    continue
+                self._note_retry_after(frame)
+                self.emit("message", frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            writer.cancel()
+        code = websocket.close_code if websocket.close_code is not None else 1006
+        reason = websocket.close_reason or ""
+        if self._socket is websocket:
+            self._on_socket_close(code, reason)
+
+    async def _write_loop(self, websocket: ClientConnection) -> None:
+        while True:
+            text = await self._outbox.get()
+            try:
+                await websocket.send(text)
+            except ConnectionClosed:
+                return
+
+    def _on_socket_close(self, code: int, reason: str) -> None:
+        """What the JS ``_onSocketClose`` does: report, pick the next URL, back off."""
+        if self.walk.on_close(code):
+            self.emit("error", {"code": CONNECTION_ERROR, "message": reason or ABNORMAL_CLOSE_TEXT})
+        self._after_socket_closed()
+
+    def _after_socket_closed(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._cancel_heartbeat()
+        self._socket = None
+        self._outbox = asyncio.Queue()
+        if (
+            self._opened_at is not None
+            and loop.time() - self._opened_at > CONNECT_SUCCESS_TIMEOUT_MS / 1000
+        ):
+            self._discard_backoffs()
+        self._opened_at = None
+        if self.walk.state is not SocketState.CLOSED:
+            self.walk.set_state(SocketState.CONNECTING)
+            self._backoff_step()
+        self.emit("close")
+
+    def _stop_socket(self) -> None:
+        self._cancel_heartbeat()
+        socket, task = self._socket, self._socket_task
+        self._socket = None
+        self._socket_task = None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        if socket is not None:
+            asyncio.get_running_loop().create_task(socket.close())
+
+    # -- heartbeat ---------------------------------------------------------------------
+    def _arm_heartbeat(self) -> None:
+        self._cancel_heartbeat()
+        self._heartbeat_timer = asyncio.get_running_loop().call_later(
+            self.heartbeat_timeout_ms / 1000, self._on_heartbeat_timeout
+        )
+
+    def _cancel_heartbeat(self) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
+            self._heartbeat_timer = None
+
+    def _on_heartbeat_timeout(self) -> None:
+        log.info("no signaling traffic for %.0f ms: reconnecting", self.heartbeat_timeout_ms)
+        self.walk.on_heartbeat_timeout()
+        socket = self._socket
+        self._stop_socket()
+        if socket is not None:
+            self._after_socket_closed()
+
+    def _note_retry_after(self, frame: str) -> None:
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            envelope: Any = json.loads(frame)
+            if envelope.get("type") == "error":
+                retry_after = envelope["payload"]["error"].get("retryAfter")
+                if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+                    self.retry_after_ms = float(retry_after) * 1000
+
+    # -- backoff -----------------------------------------------------------------------
+    def _discard_backoffs(self) -> None:
+        if self._backoff_timer is not None:
+            self._backoff_timer.cancel()
+            self._backoff_timer = None
+        self._preferred_backoff = None
+        self._primary_backoff = None
+        self._preferred_start = None
+        self.retry_after_ms = None
+
+    def _ensure_backoffs(self) -> None:
+        if self._primary_backoff is not None and self._preferred_backoff is not None:
+            return
+        if self.retry_after_ms is not None and self.walk.preferred:
+            self._preferred_backoff = Backoff(
+                min_ms=int(self.retry_after_ms),
+                max_ms=MAX_RETRY_AFTER_DELAY_MS,
+                factor=2,
+                jitter=0.4,
+                use_initial_value=True,
+                rng=self._rng,
+            )
+            self._preferred_total_ms = MAX_RETRY_AFTER_DURATION_MS
+        else:
+            self._preferred_backoff = Backoff(
+                min_ms=100, max_ms=MAX_PREFERRED_DELAY_MS, factor=2, jitter=0.4, rng=self._rng
+            )
+            self._preferred_total_ms = self.max_preferred_duration_ms
+        primary_min = 1000 + int(self._rng() * 4001) if len(self.walk.uris) > 1 else 100
+        self._primary_backoff = Backoff(
+            min_ms=primary_min, max_ms=MAX_PRIMARY_DELAY_MS, factor=2, jitter=0.4, rng=self._rng
+        )
+
+    def _backoff_step(self) -> None:
+        self._ensure_backoffs()
+        if self.walk.preferred:
+            self._schedule(preferred=True)
+        else:
+            self._schedule(preferred=False)
+
+    def _schedule(self, *, preferred: bool) -> None:
+        backoff = self._preferred_backoff if preferred else self._primary_backoff
+        assert backoff is not None
+        loop = asyncio.get_running_loop()
+        delay_ms = backoff.next_delay()
+        if preferred and backoff.attempts == 0:
+            self._preferred_start = loop.time()
+        if self._backoff_timer is not None:
+            self._backoff_timer.cancel()
+        log.debug("reconnect %s attempt %d in %d ms",
+                  "preferred" if preferred else "primary", backoff.attempts, delay_ms)
+        self._backoff_timer = loop.call_later(delay_ms / 1000, self._on_backoff_ready, preferred)
+
+    def _on_backoff_ready(self, preferred: bool) -> None:
+        self._backoff_timer = None
+        backoff = self._preferred_backoff if preferred else self._primary_backoff
+        if backoff is not None:
+            backoff.fired()
+        if self.walk.state is SocketState.CLOSED:
+            return
+        if preferred:
+            elapsed_ms = (asyncio.get_running_loop().time() - (self._preferred_start or 0)) * 1000
+            if elapsed_ms > self._preferred_total_ms or not self.walk.preferred:
+                self.walk.preferred = None
+                self._schedule(preferred=False)
+                return
+            self._connect(self.walk.preferred)
+        else:
+            self._connect(self.walk.primary_target())
+
+    def _cancel_timers(self) -> None:
+        self._cancel_heartbeat()
+        if self._backoff_timer is not None:
+            self._backoff_timer.cancel()
+            self._backoff_timer = None

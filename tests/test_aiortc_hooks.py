@@ -1,0 +1,453 @@
+"""Fence tests for ``softphone.media.aiortc_hooks`` plus the pure RFC 4733 logic.
+
+The first half fails loudly when an aiortc/aioice upgrade moves or reshapes a
+private name the hooks patch; the second half checks each hook's behaviour
+without a network (fake transports and receivers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import struct
+import subprocess
+import sys
+from typing import Any
+
+import aioice
+import aioice.ice
+import aiortc
+import aiortc.codecs
+import aiortc.rtcpeerconnection
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtp import RtpPacket
+
+from softphone.media import aiortc_hooks as hooks
+from softphone.media.rfc4733 import (
+    AudioTimeline,
+    EventDetector,
+    Rfc4733Event,
+    ToneScheduler,
+    is_rtcp,
+    normalize_tones,
+    rewrite_rtp,
+    rtp_ssrc,
+    silence_payload,
+)
+from softphone.media.sdp import CodecInfo
+from softphone.media.source_track import SourceTrack
+
+# ====================================================================== the fence
+
+
+def _params(func: Any) -> list[str]:
+    return list(inspect.signature(func).parameters)
+
+
+def test_pinned_versions() -> None:
+    assert aiortc.__version__ == hooks.AIORTC_VERSION == "1.16.0"
+    assert aioice.__version__ == hooks.AIOICE_VERSION == "0.13.0"
+
+
+def test_check_versions_rejects_anything_else() -> None:
+    hooks.check_versions("1.16.0", "0.13.0")
+    with pytest.raises(RuntimeError, match=r"aiortc==1\.16\.0"):
+        hooks.check_versions("1.17.0", "0.13.0")
+    with pytest.raises(RuntimeError, match=r"aioice==0\.14\.0"):
+        hooks.check_versions("1.16.0", "0.14.0")
+
+
+def test_import_fails_on_a_different_aiortc_version() -> None:
+    code = "import aiortc; aiortc.__version__ = '9.9.9'; import softphone.media.aiortc_hooks"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "RuntimeError" in proc.stderr and "9.9.9" in proc.stderr
+
+
+def test_fence_aioice_get_host_addresses() -> None:
+    original = hooks._ORIGINAL_GET_HOST_ADDRESSES
+    assert original.__module__ == "aioice.ice" and original.__name__ == "get_host_addresses"
+    assert _params(original) == ["use_ipv4", "use_ipv6"]
+    # aioice looks it up as a module global at gathering time.
+    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+
+
+def test_fence_codec_table_and_preference_filter() -> None:
+    audio = aiortc.codecs.CODECS["audio"]
+    assert isinstance(audio, list) and all(isinstance(c, RTCRtpCodecParameters) for c in audio)
+    assert audio[0].mimeType == "audio/opus"
+    assert {c.mimeType for c in audio} >= {"audio/opus", "audio/PCMU", "audio/PCMA"}
+    original = hooks._ORIGINAL_FILTER_PREFERRED
+    assert original.__module__ == "aiortc.rtcpeerconnection"
+    assert _params(original) == ["codecs", "preferred"]
+    for method in (RTCPeerConnection.createOffer, RTCPeerConnection.setRemoteDescription):
+        assert "filter_preferred_codecs(" in inspect.getsource(method)
+    # Why the telephone-event receive shim is mandatory: no decoder for it.
+    te = RTCRtpCodecParameters("audio/telephone-event", clockRate=8000, payloadType=126)
+    with pytest.raises(ValueError):
+        aiortc.codecs.get_decoder(te)
+
+
+def test_fence_sender_encoder_and_send_path() -> None:
+    assert _params(RTCRtpSender._next_encoded_frame) == ["self", "codec"]
+    assert inspect.iscoroutinefunction(RTCRtpSender._next_encoded_frame)
+    next_src = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "if self.__encoder is None:" in next_src and "get_encoder(codec)" in next_src
+    run_src = inspect.getsource(RTCRtpSender._run_rtp)
+    assert "self._next_encoded_frame(codec)" in run_src
+    assert "self.transport._send_rtp(packet_bytes)" in run_src
+    assert _params(aiortc.codecs.get_encoder) == ["codec"]
+    assert _params(RTCDtlsTransport._send_rtp) == ["self", "data"]
+    assert inspect.iscoroutinefunction(RTCDtlsTransport._send_rtp)
+    encoder = OpusEncoder()
+    assert encoder.codec.bit_rate == 96000 and encoder.resampler is not None
+    assert "self.resampler.resample(frame)" in inspect.getsource(OpusEncoder.encode)
+
+
+def test_fence_receiver_path() -> None:
+    assert _params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._handle_rtp_packet)
+    src = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in src
+    assert _params(RtpPacket.__init__) == [
+        "self",
+        "payload_type",
+        "marker",
+        "sequence_number",
+        "timestamp",
+        "ssrc",
+        "payload",
+    ]
+    packet = RtpPacket()
+    assert packet.csrc == [] and packet.extensions is not None
+
+
+def test_fence_ice_nominated_pair() -> None:
+    assert "self._connection = gatherer._connection" in inspect.getsource(RTCIceTransport.__init__)
+    assert "self._nominated: dict[int, CandidatePair] = {}" in inspect.getsource(
+        aioice.Connection.__init__
+    )
+    assert isinstance(aioice.ice.CandidatePair.local_candidate, property)
+    assert "self.remote_candidate = remote_candidate" in inspect.getsource(
+        aioice.ice.CandidatePair.__init__
+    )
+    assert {"host", "port", "type", "transport"} <= set(_params(aioice.Candidate.__init__))
+
+
+async def test_fence_instance_attributes() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver(SourceTrack(None), direction="sendrecv")
+        sender = transceiver.sender
+        assert getattr(sender, hooks._ENCODER_ATTR) is None
+        assert isinstance(sender._ssrc, int)
+        assert isinstance(transceiver._codecs, list)
+        ice = transceiver.receiver.transport.transport
+        assert isinstance(ice._connection, aioice.Connection)
+        assert ice._connection._nominated == {}
+    finally:
+        await pc.close()
+
+
+# ====================================================================== hook behaviour
+
+
+def test_use_host_addresses_patches_and_restores() -> None:
+    try:
+        hooks.use_host_addresses(["127.0.0.1", "127.0.0.2"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == [
+            "127.0.0.1",
+            "127.0.0.2",
+        ]
+    finally:
+        hooks.use_host_addresses(None)
+    assert aioice.ice.get_host_addresses is hooks._ORIGINAL_GET_HOST_ADDRESSES
+
+
+def _is_te(codec: Any) -> bool:
+    return bool(codec.mimeType.lower() == "audio/telephone-event")
+
+
+async def test_telephone_event_registration_and_clock_rate_fix() -> None:
+    hooks.register_telephone_event()
+    hooks.register_telephone_event()  # idempotent
+    table = aiortc.codecs.CODECS["audio"]
+    events = [c for c in table if _is_te(c)]
+    assert sorted((c.clockRate, c.payloadType) for c in events) == [(8000, 126), (48000, 110)]
+    assert not _is_te(table[0])
+    assert aiortc.rtcpeerconnection.filter_preferred_codecs is hooks._filter_preferred_codecs
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("audio", direction="sendrecv")
+        caps = RTCRtpSender.getCapabilities("audio").codecs
+        transceiver.setCodecPreferences(
+            [c for c in caps if not _is_te(c)] + [c for c in caps if _is_te(c)]
+        )
+        offer = await pc.createOffer()
+        m_line = next(line for line in offer.sdp.splitlines() if line.startswith("m=audio"))
+        pts = m_line.split()[3:]
+        assert len(pts) == len(set(pts)), m_line  # the original filter gave "110 110"
+        assert pts[-2:] == ["110", "126"]
+    finally:
+        await pc.close()
+
+
+def test_filter_never_puts_telephone_event_first() -> None:
+    te = RTCRtpCodecParameters("audio/telephone-event", clockRate=8000, payloadType=126)
+    pcmu = RTCRtpCodecParameters("audio/PCMU", clockRate=8000, payloadType=0)
+    assert hooks._filter_preferred_codecs([te, pcmu], []) == [pcmu, te]
+    assert hooks._filter_preferred_codecs([te], []) == []
+
+
+async def test_opus_encoder_factory_applies_bitrate_and_mono() -> None:
+    class Tone:
+        def read(self, samples: int) -> Any:
+            return (np.sin(np.arange(samples) * 0.1) * 8000).astype(np.int16)
+
+        def close(self) -> None:
+            pass
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTransceiver(SourceTrack(Tone()), direction="sendrecv").sender
+        assert hooks.set_sender_opus_params(sender, bitrate=16000, fec=True, dtx=False)
+        opus = aiortc.codecs.CODECS["audio"][0]
+        frame = await sender._next_encoded_frame(opus)
+        encoder = getattr(sender, hooks._ENCODER_ATTR)
+        assert encoder.codec.bit_rate == 16000
+        assert encoder.codec.layout.name == "mono"
+        assert hooks._opus_settings[sender] == hooks._OpusSettings(16000, fec=True, dtx=False)
+        assert frame is not None and len(frame.payloads[0]) < 200
+        # Too late once encoding started: settings are kept but report False.
+        assert not hooks.set_sender_opus_params(sender, bitrate=32000, fec=False, dtx=False)
+    finally:
+        await pc.close()
+
+
+def test_transceiver_codecs_converts_to_codec_info() -> None:
+    class FakeTransceiver:
+        _codecs = [
+            RTCRtpCodecParameters("audio/opus", clockRate=48000, channels=2, payloadType=96),
+            RTCRtpCodecParameters(
+                "audio/telephone-event", clockRate=48000, payloadType=110, parameters={"0-15": None}
+            ),
+        ]
+
+    assert hooks.transceiver_codecs(FakeTransceiver()) == [
+        CodecInfo(96, "opus", 48000, 2, {}),
+        CodecInfo(110, "telephone-event", 48000, 1, {"0-15": ""}),
+    ]
+
+
+async def test_selected_candidate_pair_is_none_before_connecting() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio")
+        assert hooks.selected_candidate_pair(pc) is None
+    finally:
+        await pc.close()
+
+
+# ---------------------------------------------------------------- DTMF send and receive shims
+
+
+class FakeTransport:
+    """Stands in for RTCDtlsTransport: records plaintext RTP/RTCP handed to _send_rtp."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+class FakeSender:
+    def __init__(self, ssrc: int) -> None:
+        self.transport = FakeTransport()
+        self._ssrc = ssrc
+
+
+class FakeReceiver:
+    def __init__(self) -> None:
+        self.got: list[RtpPacket] = []
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        self.got.append(packet)
+
+
+def _audio_packet(seq: int, ts: int, *, pt: int = 96, ssrc: int = 1234) -> bytes:
+    packet = RtpPacket(payload_type=pt, marker=1, sequence_number=seq, timestamp=ts, ssrc=ssrc)
+    packet.payload = b"\x01\x02\x03\x04\x05"
+    return bytes(packet.serialize())
+
+
+async def _run_sender(
+    tones: str, *, packets: int, duration_ms: int = 100, gap_ms: int = 70
+) -> tuple[FakeSender, list[RtpPacket], asyncio.Future[None]]:
+    sender = FakeSender(ssrc=1234)
+    dtmf = hooks.DtmfSender(sender)
+    dtmf.configure(110, 48000)
+    done = dtmf.insert(tones, duration_ms=duration_ms, gap_ms=gap_ms)
+    for i in range(packets):
+        await sender.transport._send_rtp(_audio_packet(1000 + i, 5000 + 960 * i))
+    return sender, [RtpPacket.parse(d) for d in sender.transport.sent], done
+
+
+async def test_dtmf_sender_rewrites_packets_in_place() -> None:
+    _, sent, done = await _run_sender("1", packets=20)
+    events = [p for p in sent if p.payload_type == 110]
+    assert len(events) == 5 + 2  # 100 ms = 5 frames, plus 2 repeated end packets
+    assert [p.sequence_number for p in sent] == list(range(1000, 1020))  # seq untouched
+    assert {p.timestamp for p in events} == {5000}
+    assert [p.marker for p in events] == [1, 0, 0, 0, 0, 0, 0]
+    decoded = [Rfc4733Event.decode(p.payload) for p in events]
+    assert all(e is not None and e.event == 1 for e in decoded)
+    assert [e.end for e in decoded if e] == [False] * 4 + [True] * 3
+    assert [e.duration for e in decoded if e] == [960, 1920, 2880, 3840, 4800, 4800, 4800]
+    assert sent[7].payload_type == 96 and sent[7].timestamp == 5000 + 7 * 960
+    assert done.done()
+
+
+async def test_dtmf_sender_ignores_rtcp_and_other_ssrcs() -> None:
+    sender = FakeSender(ssrc=1234)
+    dtmf = hooks.DtmfSender(sender)
+    dtmf.configure(126, 8000)
+    dtmf.insert("5")
+    rtcp = bytes([0x80, 200]) + bytes(26)
+    other = _audio_packet(1, 160, ssrc=999)
+    await sender.transport._send_rtp(rtcp)
+    await sender.transport._send_rtp(other)
+    assert sender.transport.sent == [rtcp, other]
+    assert dtmf.tone_buffer == "5"
+
+
+async def test_dtmf_sender_requires_negotiation() -> None:
+    dtmf = hooks.DtmfSender(FakeSender(ssrc=1))
+    assert not dtmf.can_insert
+    with pytest.raises(RuntimeError):
+        dtmf.insert("1")
+    dtmf.configure(110, 48000)
+    with pytest.raises(ValueError, match="'x'"):
+        dtmf.insert("1x")
+
+
+async def test_receive_shim_decodes_digits_and_substitutes_silence() -> None:
+    _, sent, _ = await _run_sender("1234#*0", packets=7 * 11 + 5)
+    receiver = FakeReceiver()
+    shim = hooks.ReceiveShim(receiver)
+    shim.configure([CodecInfo(96, "opus", 48000, 2), CodecInfo(110, "telephone-event", 48000, 1)])
+    digits: list[str] = []
+    shim.on_dtmf = digits.append
+    tapped: list[hooks.RtpTapPacket] = []
+    shim.add_tap(tapped.append)
+    for packet in sent:
+        await receiver._handle_rtp_packet(packet, 0)
+    assert digits == list("1234#*0")
+    assert len(tapped) == len(sent) and tapped[0].payload_type == 110
+    # aiortc only ever sees the audio codec, at the timestamps audio would have had.
+    assert {p.payload_type for p in receiver.got} == {96}
+    assert [p.sequence_number for p in receiver.got] == [p.sequence_number for p in sent]
+    assert [p.timestamp for p in receiver.got][1:] == [5000 + 960 * i for i in range(1, len(sent))]
+    assert receiver.got[0].payload == silence_payload("opus")
+    assert shim.packets_received == len(sent) and shim.events_received == 7 * 7
+
+
+async def test_receive_shim_consuming_tap_keeps_packets_from_aiortc() -> None:
+    receiver = FakeReceiver()
+    shim = hooks.receive_shim(receiver)
+    assert hooks.receive_shim(receiver) is shim
+    shim.configure([CodecInfo(0, "PCMU", 8000)])
+    tapped: list[hooks.RtpTapPacket] = []
+    remove = shim.add_tap(tapped.append, consume=True)
+    packet = RtpPacket(payload_type=0, sequence_number=7, timestamp=160, ssrc=5, payload=b"x")
+    await receiver._handle_rtp_packet(packet, 42)
+    assert receiver.got == [] and tapped[0].arrival_time_ms == 42 and tapped[0].payload == b"x"
+    remove()
+    await receiver._handle_rtp_packet(packet, 43)
+    assert receiver.got == [packet] and len(tapped) == 1
+
+
+# ====================================================================== pure RFC 4733
+
+
+def test_event_payload_round_trip() -> None:
+    event = Rfc4733Event(event=11, end=True, volume=10, duration=7680)
+    assert event.encode() == struct.pack("!BBH", 11, 0x80 | 10, 7680)
+    assert Rfc4733Event.decode(event.encode()) == event
+    assert Rfc4733Event.decode(b"\x01") is None
+
+
+def test_normalize_tones() -> None:
+    assert normalize_tones("12a,#") == "12A,#"
+    with pytest.raises(ValueError):
+        normalize_tones("w")
+
+
+def test_scheduler_gap_pause_and_tone_buffer() -> None:
+    scheduler = ToneScheduler(8000)
+    scheduler.insert("1,2", duration_ms=40, gap_ms=40)
+    assert scheduler.tone_buffer == "1,2"
+    plan = [scheduler.next_packet(160 * i) for i in range(2 + 2 + 2 + 100 + 4 + 2)]
+    assert scheduler.tone_buffer == ""
+    assert not scheduler.busy
+    kinds = ["E" if p else "." for p in plan]
+    assert "".join(kinds) == "EEEE.." + "." * 100 + "EEEE.."
+    first = [p for p in plan[:4] if p]
+    assert {p.timestamp for p in first} == {0}
+
+
+def test_scheduler_insert_keeps_the_tone_on_the_wire() -> None:
+    scheduler = ToneScheduler(48000)
+    scheduler.insert("12", duration_ms=100)
+    scheduler.next_packet(0)
+    scheduler.insert("9")
+    assert scheduler.tone_buffer == "9"
+    packets = [scheduler.next_packet(960 * i) for i in range(1, 30)]
+    events = [Rfc4733Event.decode(p.payload) for p in packets if p]
+    assert [e.event for e in events if e] == [1] * 6 + [9] * 7
+
+
+def test_scheduler_clamps_duration_to_the_16_bit_field() -> None:
+    scheduler = ToneScheduler(48000)
+    scheduler.insert("1", duration_ms=6000)
+    packets = [scheduler.next_packet(0) for _ in range(80)]
+    durations = [e.duration for p in packets if p if (e := Rfc4733Event.decode(p.payload))]
+    assert max(durations) <= 0xFFFF and len(durations) == 68 + 2
+
+
+def test_rewrite_rtp_keeps_csrc_and_extension() -> None:
+    header = bytes([0x80 | 0x10 | 0x20 | 1, 0x80 | 96]) + struct.pack("!HLL", 7, 1000, 42)
+    csrc = struct.pack("!L", 77)
+    extension = struct.pack("!HH", 0xBEDE, 1) + b"\x10\xaa\x00\x00"
+    data = header + csrc + extension + b"audio" + b"\x00\x00\x03"
+    out = rewrite_rtp(data, payload_type=110, marker=False, timestamp=500, payload=b"EVNT")
+    assert out[0] == 0x80 | 0x10 | 1  # padding bit cleared
+    assert out[1] == 110
+    assert out[2:4] == data[2:4] and out[8:12] == data[8:12]
+    assert int.from_bytes(out[4:8], "big") == 500
+    assert out[12:24] == csrc + extension and out[24:] == b"EVNT"
+    assert rtp_ssrc(out) == 42 and not is_rtcp(out) and is_rtcp(bytes([0x80, 201, 0, 1]))
+
+
+def test_event_detector_reports_each_event_once() -> None:
+    detector = EventDetector()
+    one = Rfc4733Event(1, False, 10, 160).encode()
+    assert detector.feed(1, 100, one) == "1"
+    assert detector.feed(1, 100, one) is None
+    assert detector.feed(1, 900, one) == "1"
+    assert detector.feed(1, 1700, Rfc4733Event(16, False, 10, 160).encode()) is None
+
+
+def test_audio_timeline_interpolates_across_wrap() -> None:
+    timeline = AudioTimeline()
+    assert timeline.substitute_timestamp(5, 160, fallback=99) == 99
+    timeline.audio(65535, 0xFFFFFF00)
+    assert timeline.substitute_timestamp(1, 0x100, fallback=0) == 0x100
