@@ -110,8 +110,13 @@ def _run_gateway(args: argparse.Namespace) -> int:
     if media_address not in ("0.0.0.0", "::"):
         use_host_addresses([media_address])
     config = GatewayConfig(
-        host=args.host, port=args.port, ssl_context=ssl_context,
-        edge=args.edge, region=args.region, home=args.home, media_host=media_address,
+        host=args.host,
+        port=args.port,
+        ssl_context=ssl_context,
+        edge=args.edge,
+        region=args.region,
+        home=args.home,
+        media_host=media_address,
     )
 
     async def serve() -> None:
@@ -129,8 +134,9 @@ def _run_gateway(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"softphone gateway: cannot listen on {args.host}:{args.port}: {exc}",
-              file=sys.stderr)
+        print(
+            f"softphone gateway: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -193,8 +199,11 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     _configure_logging(args.log_level)
     settings = DemoSettings(
-        input_path=args.input, output_path=args.output, codec=args.codec,
-        seconds=args.seconds, digits=args.digits,
+        input_path=args.input,
+        output_path=args.output,
+        codec=args.codec,
+        seconds=args.seconds,
+        digits=args.digits,
     )
     return asyncio.run(run_demo(settings))
 

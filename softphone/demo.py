@@ -61,8 +61,11 @@ def speech_file(directory: Path) -> Path | None:
     if espeak is None:
         return None
     path = directory / "alice.wav"
-    subprocess.run([espeak, "-v", "en-us", "-s", "150", "-w", str(path), DEMO_TEXT],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [espeak, "-v", "en-us", "-s", "150", "-w", str(path), DEMO_TEXT],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
@@ -82,8 +85,10 @@ async def run_demo(settings: DemoSettings) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="softphone-demo-"))
     input_path = Path(settings.input_path) if settings.input_path else speech_file(workdir)
     if input_path is None:
-        print("espeak-ng not found: alice will play a tone sequence instead of speech "
-              "(apt-get install espeak-ng for speech)")
+        print(
+            "espeak-ng not found: alice will play a tone sequence instead of speech "
+            "(apt-get install espeak-ng for speech)"
+        )
         input_path = _tone_file(workdir)
     sent = _read_all(input_path)
 
@@ -99,8 +104,12 @@ async def run_demo(settings: DemoSettings) -> int:
     recording = FileSink(settings.output_path)
     heard = MemorySink()
     digits: list[str] = []
-    alice = Device(token("alice"), chunderw=gateway.url, codec_preferences=prefs,
-                   file_input_stream=FileSource(input_path))
+    alice = Device(
+        token("alice"),
+        chunderw=gateway.url,
+        codec_preferences=prefs,
+        file_input_stream=FileSource(input_path),
+    )
     bob = Device(token("bob"), chunderw=gateway.url, codec_preferences=prefs)
     bob_call_done = asyncio.get_running_loop().create_future()
     for name, device in (("alice", alice), ("bob", bob)):
@@ -120,7 +129,12 @@ async def run_demo(settings: DemoSettings) -> int:
                 remote.add_sink(heard)
 
         call.on("accept", on_accept)
-        call.on("disconnect", lambda *_: bob_call_done.done() or bob_call_done.set_result(None))
+
+        def on_disconnect(*_: Any) -> None:
+            if not bob_call_done.done():
+                bob_call_done.set_result(None)
+
+        call.on("disconnect", on_disconnect)
         call.accept()
 
     bob.on("incoming", on_incoming)
@@ -150,15 +164,22 @@ async def run_demo(settings: DemoSettings) -> int:
     return exit_code
 
 
-def _report(settings: DemoSettings, call: Call, setup_ms: float, sent: Pcm, heard: Pcm,
-            digits: list[str], gateway: Gateway) -> int:
+def _report(
+    settings: DemoSettings,
+    call: Call,
+    setup_ms: float,
+    sent: Pcm,
+    heard: Pcm,
+    digits: list[str],
+    gateway: Gateway,
+) -> int:
     level = rms_dbfs(heard) if len(heard) else float("-inf")
     window = sent[: min(len(sent), SAMPLE_RATE * 4)]
     lag_ms = float("nan")
     correlation = 0.0
     if len(heard) > len(window) // 2 and np.any(window):
         lag = align_offset(window, heard, SAMPLE_RATE, max_lag_s=1.5)
-        segment = heard[max(0, lag): max(0, lag) + len(window)].astype(np.float64)
+        segment = heard[max(0, lag) : max(0, lag) + len(window)].astype(np.float64)
         ref = window[: len(segment)].astype(np.float64)
         if len(segment) and np.std(segment) and np.std(ref):
             correlation = float(np.corrcoef(ref, segment)[0, 1])
@@ -169,15 +190,21 @@ def _report(settings: DemoSettings, call: Call, setup_ms: float, sent: Pcm, hear
     print("\n--- report ---")
     print(f"codec                 {call.codec or '?'}")
     print(f"call setup            {setup_ms:.0f} ms (connect() to accept)")
-    print(f"bob heard             {len(heard) / SAMPLE_RATE:.1f} s at {level:.1f} dBFS "
-          f"-> {settings.output_path}")
+    print(
+        f"bob heard             {len(heard) / SAMPLE_RATE:.1f} s at {level:.1f} dBFS "
+        f"-> {settings.output_path}"
+    )
     print(f"match with alice      correlation {correlation:.2f} at {lag_ms:.0f} ms delay")
     print(f"digits                sent {settings.digits!r}, bob got {got_digits!r}")
-    print(f"gateway call record   {record.get('sid')} answered={record.get('answered')} "
-          f"reason={record.get('reason')!r}")
+    print(
+        f"gateway call record   {record.get('sid')} answered={record.get('answered')} "
+        f"reason={record.get('reason')!r}"
+    )
     ok = heard_ok and got_digits == settings.digits.replace("w", "")
-    print("result                " + ("OK: bob heard alice and got the digits" if ok
-                                       else "FAILED: see the figures above"))
+    print(
+        "result                "
+        + ("OK: bob heard alice and got the digits" if ok else "FAILED: see the figures above")
+    )
     return 0 if ok else 1
 
 

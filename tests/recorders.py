@@ -36,6 +36,7 @@ class EventLog:
 
     async def wait_for(self, name: str, count: int = 1, timeout: float = 10.0) -> tuple[Any, ...]:
         """Wait until ``name`` has been seen ``count`` times; returns the last one's args."""
+
         async def until() -> tuple[Any, ...]:
             while self.count(name) < count:
                 self._changed.clear()

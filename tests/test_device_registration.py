@@ -11,13 +11,14 @@ from recorders import EventLog, eventually
 
 from softphone.core.device import Device
 from softphone.core.errors import InvalidStateError, TwilioError
-from softphone.gateway.accounts import ApiKey, AccountStore
+from softphone.gateway.accounts import AccountStore, ApiKey
 from softphone.gateway.server import Gateway, GatewayConfig
 from softphone.gateway.tokens import mint_token
 
 
-async def test_register_then_unregister(make_device: Callable[..., Device],
-                                        gateway: Gateway) -> None:
+async def test_register_then_unregister(
+    make_device: Callable[..., Device], gateway: Gateway
+) -> None:
     device = make_device("alice")
     log = EventLog(device, "registering", "registered", "unregistered", "error")
     assert device.state == "unregistered" and device.stream is None  # lazy (chk 7, 10)
@@ -44,8 +45,9 @@ async def test_register_twice_rejects(make_device: Callable[..., Device]) -> Non
         await device.register()
 
 
-async def test_several_devices_share_an_identity(make_device: Callable[..., Device],
-                                                 gateway: Gateway) -> None:
+async def test_several_devices_share_an_identity(
+    make_device: Callable[..., Device], gateway: Gateway
+) -> None:
     first, second = make_device("bob"), make_device("bob")
     await asyncio.gather(first.register(), second.register())
     assert len(gateway.presence.connections("bob")) == 2
@@ -82,9 +84,9 @@ async def test_gateway_expires_a_token_that_was_not_updated(
     await log.wait_for("unregistered")
 
 
-async def test_reregisters_after_gateway_restart(accounts: AccountStore,
-                                                 make_token: Callable[..., str],
-                                                 loopback_media: None) -> None:
+async def test_reregisters_after_gateway_restart(
+    accounts: AccountStore, make_token: Callable[..., str], loopback_media: None
+) -> None:
     first = await Gateway(accounts, GatewayConfig(port=0)).start()
     port = first.port
     device = Device(make_token("alice"), chunderw=first.url)
@@ -154,8 +156,7 @@ async def test_bad_tokens_get_their_codes(
     case: str, precise: bool, accounts: AccountStore, make_device: Callable[..., Device]
 ) -> None:
     token, plain_code, precise_code = _bad_tokens(accounts)[case]
-    device = make_device("alice", token=token,
-                         enable_improved_signaling_error_precision=precise)
+    device = make_device("alice", token=token, enable_improved_signaling_error_precision=precise)
     log = EventLog(device, "error", "registered")
     with pytest.raises(InvalidStateError):
         await asyncio.wait_for(device.register(), 5)

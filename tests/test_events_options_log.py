@@ -66,9 +66,20 @@ def test_listener_exception_does_not_stop_others() -> None:
 
 @pytest.mark.parametrize(
     ("value", "level"),
-    [(0, TRACE), (1, logging.DEBUG), (2, logging.INFO), (3, logging.WARNING),
-     (4, logging.ERROR), (5, SILENT), ("TRACE", TRACE), ("Warn", logging.WARNING),
-     ("silent", SILENT), ("nonsense", logging.ERROR), (9, logging.ERROR), (None, logging.ERROR)],
+    [
+        (0, TRACE),
+        (1, logging.DEBUG),
+        (2, logging.INFO),
+        (3, logging.WARNING),
+        (4, logging.ERROR),
+        (5, SILENT),
+        ("TRACE", TRACE),
+        ("Warn", logging.WARNING),
+        ("silent", SILENT),
+        ("nonsense", logging.ERROR),
+        (9, logging.ERROR),
+        (None, logging.ERROR),
+    ],
 )
 def test_chk_015_log_level_mapping(value: object, level: int) -> None:
     assert to_logging_level(value) == level

@@ -29,8 +29,16 @@ def test_every_client_frame_of_the_js_sdk_round_trips_byte_for_byte() -> None:
         message = decode(raw, C2S)
         assert encode(message) == raw
         seen.add(record.get("type") or "heartbeat")
-    assert seen >= {"listen", "register", "invite", "answer", "dtmf", "hangup", "reject",
-                    "heartbeat"}
+    assert seen >= {
+        "listen",
+        "register",
+        "invite",
+        "answer",
+        "dtmf",
+        "hangup",
+        "reject",
+        "heartbeat",
+    }
 
 
 def test_every_server_frame_of_the_transcript_round_trips() -> None:
@@ -51,8 +59,16 @@ ALL_MESSAGES = [
     (C2S, m.Hangup(callsid="CA1", message="ice failed")),
     (C2S, m.Reject(callsid="CA1")),
     (C2S, m.Reinvite(callsid="CA1", sdp="v=0")),
-    (C2S, m.CallMessage(callsid="CA1", content={"a": [1, 2]}, contenttype="application/json",
-                        messagetype="user-defined-message", voiceeventsid="KX1")),
+    (
+        C2S,
+        m.CallMessage(
+            callsid="CA1",
+            content={"a": [1, 2]},
+            contenttype="application/json",
+            messagetype="user-defined-message",
+            voiceeventsid="KX1",
+        ),
+    ),
     (S2C, m.Connected(edge="e", region="r", home="h", token={"identity": "a", "ttl": 10})),
     (S2C, m.Ready()),
     (S2C, m.Offline()),
@@ -64,13 +80,24 @@ ALL_MESSAGES = [
     (S2C, m.Cancel(callsid="CA1")),
     (S2C, m.Error.of(31205, "expired", callsid="CA1")),
     (S2C, m.Ack(acktype="message", callsid="CA1", voiceeventsid="KX1")),
-    (S2C, m.CallMessage(callsid="CA1", content="hi", contenttype="text/plain",
-                        messagetype="user-defined-message", voiceeventsid="KX2")),
+    (
+        S2C,
+        m.CallMessage(
+            callsid="CA1",
+            content="hi",
+            contenttype="text/plain",
+            messagetype="user-defined-message",
+            voiceeventsid="KX2",
+        ),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("direction", "message"), ALL_MESSAGES,
-                         ids=[f"{d.value}-{m.type_of(x)}" for d, x in ALL_MESSAGES])
+@pytest.mark.parametrize(
+    ("direction", "message"),
+    ALL_MESSAGES,
+    ids=[f"{d.value}-{m.type_of(x)}" for d, x in ALL_MESSAGES],
+)
 def test_each_message_type_round_trips(direction: m.Direction, message: m.Message) -> None:
     frame = encode(message)
     envelope = json.loads(frame)
@@ -80,7 +107,9 @@ def test_each_message_type_round_trips(direction: m.Direction, message: m.Messag
 
 
 def test_payload_keys_are_in_js_order_and_unknown_keys_survive() -> None:
-    frame = '{"payload":{"sdp":"v=0","callsid":"CA1","future":true},"type":"answer","version":"1.6"}'
+    frame = (
+        '{"payload":{"sdp":"v=0","callsid":"CA1","future":true},"type":"answer","version":"1.6"}'
+    )
     message = decode(frame, C2S)
     assert isinstance(message, m.Answer)
     assert message.extra == {"future": True}
@@ -119,8 +148,9 @@ def test_missing_payload_is_an_empty_object() -> None:
         ("[" * 100_000, S2C, "not JSON"),
     ],
 )
-def test_malformed_frames_raise_a_typed_error(frame: str | bytes, direction: m.Direction,
-                                              reason: str) -> None:
+def test_malformed_frames_raise_a_typed_error(
+    frame: str | bytes, direction: m.Direction, reason: str
+) -> None:
     with pytest.raises(MalformedMessage, match=reason):
         decode(frame, direction)
 

@@ -109,8 +109,10 @@ async def test_frames_sent_while_down_are_queued_and_sent_after_listen(
         stream.reinvite("sdp", "CA1")  # never queued
         assert [a[0]["error"]["code"] for a in errors.args("error")][-3:] == [31009] * 3
         await recording_server.start(port)
-        await eventually(lambda: recording_server.types() == ["listen", "listen", "register",
-                                                              "hangup"], timeout=10)
+        await eventually(
+            lambda: recording_server.types() == ["listen", "listen", "register", "hangup"],
+            timeout=10,
+        )
     finally:
         stream.destroy()
 
@@ -121,8 +123,11 @@ async def test_retry_after_is_remembered(recording_server: RecordingServer) -> N
     try:
         transport.open()
         await log.wait_for("open")
-        frame = {"type": "error", "version": "1.6",
-                 "payload": {"error": {"code": 31902, "message": "busy", "retryAfter": 3}}}
+        frame = {
+            "type": "error",
+            "version": "1.6",
+            "payload": {"error": {"code": 31902, "message": "busy", "retryAfter": 3}},
+        }
         await recording_server.sockets[0].send(json.dumps(frame))
         await log.wait_for("message")
         assert transport.retry_after_ms == 3000
@@ -146,9 +151,21 @@ class GatewayProcess:
 
     async def start(self) -> GatewayProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "softphone.cli", "gateway", "--no-tls", "--port",
-             str(self.port), "--edge", self.edge, "--log-level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "softphone.cli",
+                "gateway",
+                "--no-tls",
+                "--port",
+                str(self.port),
+                "--edge",
+                self.edge,
+                "--log-level",
+                "warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         for _ in range(200):
@@ -210,3 +227,19 @@ async def test_edge_killed_mid_session_moves_to_the_other_edge(
         assert 31005 in {e[0].code for e in log.args("error")}  # abnormal close reported
     finally:
         await device.destroy()
+
+
+@pytest.mark.parametrize("cap", [None, 200])
+async def test_backoff_max_ms_bounds_the_reconnect_delay(cap: int | None) -> None:
+    """With two URLs the JS primary backoff starts at 1-5 s; ``backoff_max_ms`` caps it."""
+    dead = [f"ws://127.0.0.1:{_free_port()}/signal" for _ in range(2)]
+    transport = WSTransport(dead, backoff_max_ms=cap)
+    try:
+        transport.open()
+        await eventually(lambda: len(transport.reconnect_delays_ms) >= (3 if cap else 1))
+        if cap is None:
+            assert transport.reconnect_delays_ms[0] >= 600  # 1000 ms minus 40 % jitter
+        else:
+            assert max(transport.reconnect_delays_ms) <= cap
+    finally:
+        transport.close()

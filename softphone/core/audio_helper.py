@@ -18,6 +18,7 @@ from softphone.audio_backends.base import AudioSink, AudioSource
 from softphone.audio_backends.null import NullSink, NullSource
 from softphone.core.errors import UserMediaErrors
 from softphone.core.events import EventEmitter
+from softphone.core.output_mixer import MixerInput, OutputMixer
 
 if TYPE_CHECKING:
     from softphone.core.device import Device
@@ -34,6 +35,8 @@ class AudioHelper(EventEmitter):
         self._flags = {"incoming": True, "outgoing": True, "disconnect": True}
         self._input_change: asyncio.Future[None] | None = None
         self._null_sink = NullSink()
+        self._mixers: dict[int, OutputMixer] = {}
+        self._sound_inputs: dict[int, AudioSink] = {}
 
     # -- sound flags -------------------------------------------------------------------
     def _flag(self, name: str, enable: bool | None) -> bool:
@@ -54,13 +57,33 @@ class AudioHelper(EventEmitter):
         return self._flag("disconnect", enable)
 
     # -- outputs -----------------------------------------------------------------------
+    def _mixer(self, sink: AudioSink) -> OutputMixer:
+        mixer = self._mixers.get(id(sink))
+        if mixer is None or mixer.sink is not sink:
+            mixer = OutputMixer(sink)
+            self._mixers[id(sink)] = mixer
+            self._sound_inputs[id(sink)] = mixer.input()
+        return mixer
+
+    def _sounds_input(self, sink: AudioSink | None) -> AudioSink:
+        if sink is None:
+            return self._null_sink
+        self._mixer(sink)
+        return self._sound_inputs[id(sink)]
+
     def speaker_sink(self) -> AudioSink:
-        """Where sounds other than the ringtone go (the ``speaker`` option)."""
-        return self._device.options.speaker or self._null_sink
+        """Where sounds other than the ringtone go: the ``speaker`` option's mixer."""
+        return self._sounds_input(self._device.options.speaker)
 
     def ringtone_sink(self) -> AudioSink:
-        """Where the ringtone goes (the ``ringer`` option, else the speaker)."""
-        return self._device.options.ringer or self.speaker_sink()
+        """Where the ringtone goes: the ``ringer`` option, else the speaker."""
+        ringer = self._device.options.ringer
+        return self._sounds_input(ringer) if ringer is not None else self.speaker_sink()
+
+    def call_output(self) -> MixerInput | None:
+        """A new speaker input for a call's remote audio (None without a speaker)."""
+        speaker = self._device.options.speaker
+        return self._mixer(speaker).input() if speaker is not None else None
 
     # -- input -------------------------------------------------------------------------
     async def wait_for_input_change(self) -> None:
@@ -105,5 +128,8 @@ class AudioHelper(EventEmitter):
         return NullSource()
 
     def destroy(self) -> None:
-        """Drop listeners (``device.destroy()``)."""
+        """Stop the output mixers and drop listeners (``device.destroy()``)."""
+        for mixer in self._mixers.values():
+            mixer.close()
+        self._mixers.clear()
         self.remove_all_listeners()

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from softphone.audio_backends.base import AudioSink, AudioSource
@@ -33,7 +33,16 @@ from softphone.core.errors import (
 from softphone.core.events import EventEmitter
 from softphone.core.remote_audio import RemoteAudio
 from softphone.media.peer_connection import PeerConnection
-from softphone.signaling.messages import Ack, Answer, CallMessage, Cancel, Error, Hangup, Invite, Ringing
+from softphone.signaling.messages import (
+    Ack,
+    Answer,
+    CallMessage,
+    Cancel,
+    Error,
+    Hangup,
+    Invite,
+    Ringing,
+)
 from softphone.signaling.params import (
     decode_params,
     encode_params,
@@ -82,6 +91,9 @@ class CallDirection(enum.StrEnum):
     OUTGOING = "OUTGOING"
 
 
+CallDirectionType = CallDirection
+
+
 class Codec(enum.StrEnum):
     """``Call.Codec`` of the JS SDK."""
 
@@ -101,7 +113,7 @@ class Call(EventEmitter):
         device: Device,
         stream: PStream,
         *,
-        direction: CallDirection,
+        direction: CallDirectionType,
         parameters: Mapping[str, Any] | None = None,
         custom_parameters: Mapping[str, str] | None = None,
         offer_sdp: str | None = None,
@@ -123,6 +135,7 @@ class Call(EventEmitter):
         self._pc: PeerConnection | None = None
         self._source: AudioSource | None = None
         self._remote = RemoteAudio()
+        self._speaker: AudioSink | None = None
         self._is_answered = False
         self._was_connected = False
         self._media_open = False
@@ -380,7 +393,7 @@ class Call(EventEmitter):
         return sid
 
     async def post_feedback(self, score: int | None = None, issue: str | None = None) -> None:
-        """Record call-quality feedback (1–5 and an optional issue name).
+        """Record call-quality feedback (1-5 and an optional issue name).
 
         There is no insights service here: the feedback is kept on ``call.feedback``
         and logged at INFO so an app's log pipeline can collect it.
@@ -427,11 +440,15 @@ class Call(EventEmitter):
         self._pc = pc
         pc.muted = self._muted
         pc.set_remote_sink(self._remote)
-        pc.on_dtmf = lambda digit: self.emit("dtmf", digit)
+        pc.on_dtmf = self._on_dtmf_received
         if self.direction is CallDirection.INCOMING:
             await self._answer_incoming(pc, source)
         else:
             await self._offer_outgoing(pc, source)
+
+    def _on_dtmf_received(self, digit: str) -> None:
+        """A digit arrived as RFC 4733 from the far end (Python-only event ``dtmf``)."""
+        self.emit("dtmf", digit)
 
     async def _offer_outgoing(self, pc: PeerConnection, source: AudioSource) -> None:
         try:
@@ -501,6 +518,10 @@ class Call(EventEmitter):
             self._status = CallState.OPEN
             if not self._was_connected:
                 self._was_connected = True
+                audio = self._device.audio
+                self._speaker = audio.call_output() if audio is not None else None
+                if self._speaker is not None:
+                    self._remote.add_sink(self._speaker)
                 self.emit("accept", self)
                 if self._pc is not None:
                     self.emit("audio", self._remote)
@@ -664,6 +685,9 @@ class Call(EventEmitter):
             self._spawn(pc.close(), keep=True)
         if source is not None:
             source.close()
+        if self._speaker is not None:
+            self._speaker.close()
+            self._speaker = None
         self._remote.close()
 
     def _spawn(self, coro: Any, keep: bool = False) -> None:
@@ -677,9 +701,9 @@ class Call(EventEmitter):
             log.error("call task failed", exc_info=task.exception())
 
     def __repr__(self) -> str:
-        return f"<Call {self.direction} {self.call_sid or self.outbound_connection_id} {self._status}>"
+        return (
+            f"<Call {self.direction} {self.call_sid or self.outbound_connection_id} {self._status}>"
+        )
 
-
-SinkFactory = Callable[[], AudioSink]
 
 __all__ = ["Call", "CallDirection", "CallState", "Codec", "Error"]

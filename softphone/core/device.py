@@ -199,7 +199,9 @@ class Device(EventEmitter):
 
     @staticmethod
     def _signaling_urls(options: DeviceOptions) -> list[str]:
-        chunderw = list(options.chunderw) if isinstance(options.chunderw, tuple) else options.chunderw
+        chunderw = (
+            list(options.chunderw) if isinstance(options.chunderw, tuple) else options.chunderw
+        )
         edge = list(options.edge) if isinstance(options.edge, tuple) else options.edge
         try:
             return signaling_urls(signaling_hosts(edge=edge, chunderw=chunderw))
@@ -433,9 +435,7 @@ class Device(EventEmitter):
             log.info("busy: dropping incoming invite %s", message.callsid)
             return
         if not message.callsid or not message.sdp:
-            self.emit(
-                "error", ClientErrors.BadRequest("Malformed invite from gateway")
-            )
+            self.emit("error", ClientErrors.BadRequest("Malformed invite from gateway"))
             return
         assert self._stream is not None
         call = Call.incoming(self, self._stream, message)

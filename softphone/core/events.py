@@ -46,6 +46,7 @@ class EventEmitter:
     def on(self, event: str, listener: Listener | None = None) -> Any:
         """Add ``listener`` for ``event``; usable as ``@emitter.on("event")`` decorator."""
         if listener is None:
+
             def decorator(fn: Listener) -> Listener:
                 self._add(event, fn, prepend=False)
                 return fn
@@ -59,6 +60,7 @@ class EventEmitter:
     def once(self, event: str, listener: Listener | None = None) -> Any:
         """Add a listener that is removed after it has run once."""
         if listener is None:
+
             def decorator(fn: Listener) -> Listener:
                 self._add(event, _Once(fn), prepend=False)
                 return fn

@@ -29,7 +29,7 @@ _BY_NUMBER = dict(enumerate(_BY_NAME.values()))
 
 
 def to_logging_level(log_level: object) -> int:
-    """Translate a JS ``logLevel`` (0–5 or a name, any case) to a :mod:`logging` level."""
+    """Translate a JS ``logLevel`` (0-5 or a name, any case) to a :mod:`logging` level."""
     if isinstance(log_level, bool):
         return logging.ERROR
     if isinstance(log_level, int):

@@ -36,6 +36,11 @@ def _is_str_or_str_list(value: object) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
 
 
+def _tuple_unless_str(value: Any) -> Any:
+    """Lists become tuples (options are frozen); strings and None pass through."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
 def _validate_edge(_: Any, __: attrs.Attribute[Any], value: object) -> None:
     if value and not _is_str_or_str_list(value):
         raise InvalidArgumentError(
@@ -96,14 +101,14 @@ class DeviceOptions:
     close_protection: bool | str = False
     codec_preferences: tuple[str, ...] = attrs.field(
         default=("pcmu", "opus"),
-        converter=lambda v: tuple(v) if not isinstance(v, str) else v,
+        converter=_tuple_unless_str,
         validator=_validate_codecs,
     )
     disable_audio_context_sounds: bool = False
     dscp: bool = True
     edge: str | tuple[str, ...] | None = attrs.field(
         default=None,
-        converter=lambda v: tuple(v) if isinstance(v, list) else v,
+        converter=_tuple_unless_str,
         validator=_validate_edge,
     )
     enable_improved_signaling_error_precision: bool = False
@@ -128,7 +133,7 @@ class DeviceOptions:
     backoff_max_ms: int | None = None
     chunderw: str | tuple[str, ...] | None = attrs.field(
         default=None,
-        converter=lambda v: tuple(v) if isinstance(v, list) else v,
+        converter=_tuple_unless_str,
         validator=_validate_chunderw,
     )
     eventgw: str | None = None

@@ -31,10 +31,18 @@ LOOPING = frozenset({"incoming"})
 # The JS DialtonePlayer's deliberately non-standard "mock" pairs, so that local
 # feedback tones are never mistaken for real DTMF by anything that hears them.
 MOCK_DTMF_HZ = {
-    "1": (1230, 720), "2": (1360, 720), "3": (1480, 720),
-    "4": (1230, 790), "5": (1360, 790), "6": (1480, 790),
-    "7": (1230, 870), "8": (1360, 870), "9": (1480, 870),
-    "s": (1230, 960), "0": (1360, 960), "h": (1480, 960),
+    "1": (1230, 720),
+    "2": (1360, 720),
+    "3": (1480, 720),
+    "4": (1230, 790),
+    "5": (1360, 790),
+    "6": (1480, 790),
+    "7": (1230, 870),
+    "8": (1360, 870),
+    "9": (1480, 870),
+    "s": (1230, 960),
+    "0": (1360, 960),
+    "h": (1480, 960),
 }
 
 
@@ -96,8 +104,11 @@ class SoundBoard:
         audio = self._device.audio
         if audio is None:
             return False
-        flags = {"incoming": audio.incoming, "outgoing": audio.outgoing,
-                 "disconnect": audio.disconnect}
+        flags = {
+            "incoming": audio.incoming,
+            "outgoing": audio.outgoing,
+            "disconnect": audio.disconnect,
+        }
         return flags[name]() if name in flags else True
 
     def _sink(self, name: str) -> AudioSink | None:

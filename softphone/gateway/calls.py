@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from softphone.gateway.bridge import PcmPipe
+from softphone.audio_backends.pipe import PcmPipe
 from softphone.gateway.connection import ClientConnection
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.messages import (
@@ -167,7 +167,9 @@ class CallRouter:
         for task in list(self._tasks):
             task.cancel()
 
-    def _lookup(self, conn: ClientConnection, callsid: str | None) -> tuple[BridgedCall, Leg] | None:
+    def _lookup(
+        self, conn: ClientConnection, callsid: str | None
+    ) -> tuple[BridgedCall, Leg] | None:
         if callsid is None:
             return None
         found = self._by_sid.get(f"{conn.id}:{callsid}")
@@ -188,15 +190,25 @@ class CallRouter:
         temp_sid = invite.callsid
         if params_too_long(invite.params):
             await conn.send(
-                Hangup(callsid=temp_sid, error={"code": MAX_PARAMETER_LENGTH,
-                       "message": "Custom parameters exceed 800 bytes"})
+                Hangup(
+                    callsid=temp_sid,
+                    error={
+                        "code": MAX_PARAMETER_LENGTH,
+                        "message": "Custom parameters exceed 800 bytes",
+                    },
+                )
             )
             return
         app_sid = token.outgoing_application_sid
         if app_sid and self.gateway.accounts.application(token.account_sid, app_sid) is None:
             await conn.send(
-                Hangup(callsid=temp_sid, error={"code": APPLICATION_NOT_FOUND,
-                       "message": f"Application {app_sid} not found"})
+                Hangup(
+                    callsid=temp_sid,
+                    error={
+                        "code": APPLICATION_NOT_FOUND,
+                        "message": f"Application {app_sid} not found",
+                    },
+                )
             )
             return
         params = decode_params(invite.params) if invite.params else {}
@@ -236,8 +248,11 @@ class CallRouter:
             sdp = await pc.create_answer(call.offer_sdp, caller.inbox)
         except Exception as exc:
             log.warning("call %s: cannot answer caller: %s", call.sid, exc)
-            await self._end(call, reason="bad offer",
-                            error={"code": MALFORMED_REQUEST, "message": f"Bad SDP offer: {exc}"})
+            await self._end(
+                call,
+                reason="bad offer",
+                error={"code": MALFORMED_REQUEST, "message": f"Bad SDP offer: {exc}"},
+            )
             return
         pc.on_dtmf = lambda digit: self._on_rfc4733(call, caller, digit)
         await caller.conn.send(
@@ -252,14 +267,19 @@ class CallRouter:
             call.caller.pc.set_remote_sink(call.caller.inbox)
 
     async def _dial_client(self, call: BridgedCall, identity: str) -> None:
-        targets = [c for c in self.gateway.presence.connections(identity)
-                   if isinstance(c, ClientConnection) and c is not call.caller.conn]
+        targets = [
+            c
+            for c in self.gateway.presence.connections(identity)
+            if isinstance(c, ClientConnection) and c is not call.caller.conn
+        ]
         if not targets:
             await self._end(
                 call,
                 reason="callee unavailable",
-                error={"code": TEMPORARILY_UNAVAILABLE,
-                       "message": f"client:{identity} is not registered"},
+                error={
+                    "code": TEMPORARILY_UNAVAILABLE,
+                    "message": f"client:{identity} is not registered",
+                },
             )
             return
         child_sid = call_sid()
@@ -289,12 +309,19 @@ class CallRouter:
             call.callees.append(leg)
             self._index(call, leg, child_sid)
             await conn.send(
-                Invite(callsid=child_sid, sdp=sdp, reconnect=leg.reconnect_token,
-                       parameters=dict(parameters))
+                Invite(
+                    callsid=child_sid,
+                    sdp=sdp,
+                    reconnect=leg.reconnect_token,
+                    parameters=dict(parameters),
+                )
             )
         if not call.callees:
-            await self._end(call, reason="no callee leg",
-                            error={"code": TEMPORARILY_UNAVAILABLE, "message": "No device"})
+            await self._end(
+                call,
+                reason="no callee leg",
+                error={"code": TEMPORARILY_UNAVAILABLE, "message": "No device"},
+            )
             return
         await call.caller.conn.send(Ringing(callsid=call.sid))
         call.ring_timer = asyncio.get_running_loop().call_later(
@@ -303,8 +330,11 @@ class CallRouter:
 
     async def _ring_timeout(self, call: BridgedCall) -> None:
         if call.phase is CallPhase.RINGING:
-            await self._end(call, reason="no answer",
-                            error={"code": TEMPORARILY_UNAVAILABLE, "message": "No answer"})
+            await self._end(
+                call,
+                reason="no answer",
+                error={"code": TEMPORARILY_UNAVAILABLE, "message": "No answer"},
+            )
 
     # -- callee answers / rejects ------------------------------------------------------
     async def _on_answer(self, conn: ClientConnection, answer: Answer) -> None:
@@ -320,8 +350,9 @@ class CallRouter:
             await leg.pc.apply_answer(answer.sdp)
         except Exception as exc:
             log.warning("call %s: bad answer from %s: %s", call.sid, conn, exc)
-            await conn.send(Hangup(callsid=leg.callsid,
-                                   error={"code": MALFORMED_REQUEST, "message": str(exc)}))
+            await conn.send(
+                Hangup(callsid=leg.callsid, error={"code": MALFORMED_REQUEST, "message": str(exc)})
+            )
             await self._drop_callee(call, leg)
             return
         call.phase = CallPhase.ANSWERED
@@ -347,9 +378,12 @@ class CallRouter:
         if leg.role != "callee" or call.phase is not CallPhase.RINGING:
             return
         log.info("call %s rejected by %s", call.sid, conn)
-        await self._end(call, reason="rejected",
-                        error={"code": DECLINE, "message": "The callee declined the call"},
-                        skip=leg)
+        await self._end(
+            call,
+            reason="rejected",
+            error={"code": DECLINE, "message": "The callee declined the call"},
+            skip=leg,
+        )
 
     async def _drop_callee(self, call: BridgedCall, leg: Leg, *, notify: bool = False) -> None:
         if leg in call.callees:
@@ -359,8 +393,11 @@ class CallRouter:
             await leg.conn.send(Cancel(callsid=leg.callsid))
         await _close_pc(leg)
         if call.phase is CallPhase.RINGING and not call.callees:
-            await self._end(call, reason="no callee left",
-                            error={"code": TEMPORARILY_UNAVAILABLE, "message": "No answer"})
+            await self._end(
+                call,
+                reason="no callee left",
+                error={"code": TEMPORARILY_UNAVAILABLE, "message": "No answer"},
+            )
 
     # -- hangup and the end of a call --------------------------------------------------
     async def _on_hangup(self, conn: ClientConnection, hangup: Hangup) -> None:
@@ -395,9 +432,23 @@ class CallRouter:
             call.ring_timer.cancel()
         quiet = {skip, notify}
         caller = call.caller
+        self.records.append(
+            {
+                "sid": call.sid,
+                "from": caller.conn.identity,
+                "to": call.to,
+                "answered": phase is CallPhase.ANSWERED,
+                "reason": reason,
+                "error": error,
+                "digits": "".join(call.digits),
+            }
+        )
         if caller not in quiet:
-            sid = caller.callsid if phase is CallPhase.ANSWERED or error is None else (
-                caller.temp_sid or caller.callsid)
+            sid = (
+                caller.callsid
+                if phase is CallPhase.ANSWERED or error is None
+                else (caller.temp_sid or caller.callsid)
+            )
             await caller.conn.send(Hangup(callsid=sid, error=error))
         for leg in call.callees:
             if leg in quiet:
@@ -412,15 +463,6 @@ class CallRouter:
         self._by_sid = {k: v for k, v in self._by_sid.items() if v[0] is not call}
         if call in self.calls:
             self.calls.remove(call)
-        self.records.append({
-            "sid": call.sid,
-            "from": caller.conn.identity,
-            "to": call.to,
-            "answered": phase is CallPhase.ANSWERED,
-            "reason": reason,
-            "error": error,
-            "digits": "".join(call.digits),
-        })
         log.info("call %s ended: %s", call.sid, reason)
 
     # -- in-call features --------------------------------------------------------------
@@ -452,35 +494,63 @@ class CallRouter:
         found = self._lookup(conn, message.callsid)
         sid = message.voiceeventsid
         if found is None:
-            await conn.send(Error(callsid=message.callsid, voiceeventsid=sid,
-                                  error={"code": NOT_FOUND, "message": "Unknown call"}))
+            await conn.send(
+                Error(
+                    callsid=message.callsid,
+                    voiceeventsid=sid,
+                    error={"code": NOT_FOUND, "message": "Unknown call"},
+                )
+            )
             return
         call, leg = found
         if message.messagetype != USER_DEFINED_MESSAGE:
-            await conn.send(Error(callsid=message.callsid, voiceeventsid=sid,
-                                  error={"code": MESSAGE_TYPE_INVALID,
-                                         "message": "Only user-defined-message is supported"}))
+            await conn.send(
+                Error(
+                    callsid=message.callsid,
+                    voiceeventsid=sid,
+                    error={
+                        "code": MESSAGE_TYPE_INVALID,
+                        "message": "Only user-defined-message is supported",
+                    },
+                )
+            )
             return
         size = len(str(message.content).encode())
         if size > MAX_MESSAGE_BYTES:
-            await conn.send(Error(callsid=message.callsid, voiceeventsid=sid,
-                                  error={"code": PAYLOAD_TOO_LARGE,
-                                         "message": f"Message over {MAX_MESSAGE_BYTES} bytes"}))
+            await conn.send(
+                Error(
+                    callsid=message.callsid,
+                    voiceeventsid=sid,
+                    error={
+                        "code": PAYLOAD_TOO_LARGE,
+                        "message": f"Message over {MAX_MESSAGE_BYTES} bytes",
+                    },
+                )
+            )
             return
         await conn.send(_ack(message.callsid, sid))
         other = call.other(leg)
         if other is not None and other is not leg:
-            await other.conn.send(CallMessage(
-                callsid=other.callsid, content=message.content,
-                contenttype=message.contenttype, messagetype=message.messagetype,
-                voiceeventsid=sid))
+            await other.conn.send(
+                CallMessage(
+                    callsid=other.callsid,
+                    content=message.content,
+                    contenttype=message.contenttype,
+                    messagetype=message.messagetype,
+                    voiceeventsid=sid,
+                )
+            )
 
     async def _on_reinvite(self, conn: ClientConnection, reinvite: Reinvite) -> None:
         found = self._lookup(conn, reinvite.callsid)
         if found is None:
             return
-        await conn.send(Error(callsid=reinvite.callsid,
-                              error={"code": 31000, "message": "ICE restart is not supported yet"}))
+        await conn.send(
+            Error(
+                callsid=reinvite.callsid,
+                error={"code": 31000, "message": "ICE restart is not supported yet"},
+            )
+        )
 
     async def _on_reconnect_invite(self, conn: ClientConnection, invite: Invite) -> None:
         """Signaling reconnect: re-attach a live leg to this connection, keep its media."""
@@ -488,17 +558,21 @@ class CallRouter:
             for leg in [call.caller, *call.callees]:
                 if leg.reconnect_token == invite.reconnect and leg.callsid == invite.callsid:
                     if leg.conn is not conn:
-                        self._by_sid = {
-                            k: v for k, v in self._by_sid.items() if v[1] is not leg
-                        }
+                        self._by_sid = {k: v for k, v in self._by_sid.items() if v[1] is not leg}
                         leg.conn = conn
                         self._index(call, leg, leg.callsid, leg.temp_sid)
                     leg.reconnect_token = "RT" + secrets.token_urlsafe(24)
                     await conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
                     return
-        await conn.send(Hangup(callsid=invite.callsid,
-                               error={"code": RECONNECT_PARAMETER_INVALID,
-                                      "message": "Unknown call or reconnect token"}))
+        await conn.send(
+            Hangup(
+                callsid=invite.callsid,
+                error={
+                    "code": RECONNECT_PARAMETER_INVALID,
+                    "message": "Unknown call or reconnect token",
+                },
+            )
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -519,4 +593,4 @@ async def _close_pc(leg: Leg) -> None:
             await pc.close()
 
 
-__all__ = ["BridgedCall", "CallPhase", "CallRouter", "Leg", "Cancel", "Error"]
+__all__ = ["BridgedCall", "CallPhase", "CallRouter", "Cancel", "Error", "Leg"]

@@ -7,6 +7,7 @@ inbound messages is the :class:`~softphone.gateway.server.Gateway`'s business.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from typing import Any
@@ -61,10 +62,8 @@ class ClientConnection:
         """Send the ``"\\n"`` keep-alive (the JS client drops a socket silent for 15 s)."""
         if self.closed:
             return
-        try:
+        with contextlib.suppress(ConnectionClosed):
             await self.websocket.send(HEARTBEAT)
-        except ConnectionClosed:
-            pass
 
     def __hash__(self) -> int:
         return self.id

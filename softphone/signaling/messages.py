@@ -476,9 +476,7 @@ def _check(value: Any, field: Field) -> bool:
     return isinstance(value, field.types)
 
 
-def from_payload(
-    msg_type: str, payload: Mapping[str, Any], direction: Direction
-) -> Message:
+def from_payload(msg_type: str, payload: Mapping[str, Any], direction: Direction) -> Message:
     """Build the typed message for ``msg_type`` from a payload object.
 
     Raises :class:`MalformedMessage` when a field required in ``direction`` is missing

@@ -89,10 +89,13 @@ class PStream(AsyncIOEventEmitter):
         self.gateway: str | None = None
         self.region: str | None = None
         self.max_preferred_duration_ms = max_preferred_duration_ms
-        self.backoff_max_ms = backoff_max_ms  # accepted for parity; unused, as in the JS SDK
+        self.backoff_max_ms = backoff_max_ms
         self._queue: deque[tuple[Message, bool]] = deque()
         self.transport = transport or WSTransport(
-            uris, max_preferred_duration_ms=max_preferred_duration_ms, ssl_context=ssl_context
+            uris,
+            max_preferred_duration_ms=max_preferred_duration_ms,
+            ssl_context=ssl_context,
+            backoff_max_ms=backoff_max_ms,
         )
         self.transport.on("open", self._on_transport_open)
         self.transport.on("close", self._on_transport_close)

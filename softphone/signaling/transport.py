@@ -60,9 +60,13 @@ class WSTransport(AsyncIOEventEmitter):
         connect_timeout_ms: float = CONNECT_TIMEOUT_MS,
         heartbeat_timeout_ms: float = HEARTBEAT_TIMEOUT_MS,
         ssl_context: ssl.SSLContext | None = None,
+        backoff_max_ms: float | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         super().__init__()
+        self.backoff_max_ms = backoff_max_ms
+        """Cap of one primary reconnect delay. The JS SDK accepts this option and ignores
+        it; we honour it, so an app can bound how long a dropped Device stays away."""
         self.walk = EdgeWalk(list(uris))
         self.max_preferred_duration_ms = max_preferred_duration_ms
         self.connect_timeout_ms = connect_timeout_ms
@@ -83,6 +87,8 @@ class WSTransport(AsyncIOEventEmitter):
         self._preferred_start: float | None = None
         self.connect_attempts = 0
         """How many sockets were dialled (for tests and diagnostics)."""
+        self.reconnect_delays_ms: list[int] = []
+        """Every reconnect delay scheduled so far, in order (diagnostics)."""
 
     # -- public API --------------------------------------------------------------------
     @property
@@ -295,8 +301,12 @@ class WSTransport(AsyncIOEventEmitter):
             )
             self._preferred_total_ms = self.max_preferred_duration_ms
         primary_min = 1000 + int(self._rng() * 4001) if len(self.walk.uris) > 1 else 100
+        primary_max = MAX_PRIMARY_DELAY_MS
+        if self.backoff_max_ms is not None and self.backoff_max_ms > 0:
+            primary_max = int(self.backoff_max_ms)
+            primary_min = min(primary_min, primary_max)
         self._primary_backoff = Backoff(
-            min_ms=primary_min, max_ms=MAX_PRIMARY_DELAY_MS, factor=2, jitter=0.4, rng=self._rng
+            min_ms=primary_min, max_ms=primary_max, factor=2, jitter=0.4, rng=self._rng
         )
 
     def _backoff_step(self) -> None:
@@ -311,12 +321,17 @@ class WSTransport(AsyncIOEventEmitter):
         assert backoff is not None
         loop = asyncio.get_running_loop()
         delay_ms = backoff.next_delay()
+        self.reconnect_delays_ms.append(delay_ms)
         if preferred and backoff.attempts == 0:
             self._preferred_start = loop.time()
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
-        log.debug("reconnect %s attempt %d in %d ms",
-                  "preferred" if preferred else "primary", backoff.attempts, delay_ms)
+        log.debug(
+            "reconnect %s attempt %d in %d ms",
+            "preferred" if preferred else "primary",
+            backoff.attempts,
+            delay_ms,
+        )
         self._backoff_timer = loop.call_later(delay_ms / 1000, self._on_backoff_ready, preferred)
 
     def _on_backoff_ready(self, preferred: bool) -> None:

@@ -1,10 +1,9 @@
-"""Decoded-audio plumbing between gateway media legs.
+"""A bounded PCM pipe: a sink on one face, a source on the other.
 
-A :class:`PcmPipe` is both a sink (one leg writes what it receives) and a source
-(the other leg's clocked sender reads it), so bridging two legs is two pipes
-and echoing one leg is one pipe looped back. The pipe bounds its backlog: when
-the writer runs ahead of the reader (bursty arrival), the oldest audio is
-dropped rather than letting latency grow without limit.
+The gateway bridges two media legs with two pipes (and echoes with one looped
+back); the output mixer gives each of its inputs one. The pipe bounds its
+backlog: when the writer runs ahead of the reader (bursty arrival), the oldest
+audio is dropped rather than letting latency grow without limit.
 """
 
 from __future__ import annotations
