@@ -175,7 +175,7 @@ class WSTransport(AsyncIOEventEmitter):
             return
         except (OSError, InvalidHandshake, InvalidURI, ssl.SSLError) as exc:
             log.info("signaling connect to %s failed: %s", uri, exc)
-            self.emit("error", {"code": UNKNOWN_ERROR, "message": str(exc) or "socket error"})
+            self._emit_error(UNKNOWN_ERROR, str(exc) or "socket error")
             self._on_socket_close(1006, "")
             return
         self._socket = websocket
@@ -215,8 +215,15 @@ class WSTransport(AsyncIOEventEmitter):
     def _on_socket_close(self, code: int, reason: str) -> None:
         """What the JS ``_onSocketClose`` does: report, pick the next URL, back off."""
         if self.walk.on_close(code):
-            self.emit("error", {"code": CONNECTION_ERROR, "message": reason or ABNORMAL_CLOSE_TEXT})
+            self._emit_error(CONNECTION_ERROR, reason or ABNORMAL_CLOSE_TEXT)
         self._after_socket_closed()
+
+    def _emit_error(self, code: int, message: str) -> None:
+        """Report a socket failure; logged instead when nobody listens (pyee would raise)."""
+        if self.listeners("error"):
+            self.emit("error", {"code": code, "message": message})
+        else:
+            log.info("signaling socket error %d: %s", code, message)
 
     def _after_socket_closed(self) -> None:
         loop = asyncio.get_running_loop()
