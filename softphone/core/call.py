@@ -551,8 +551,13 @@ class Call(EventEmitter):
         if message.callsid and self.call_sid and message.callsid != self.call_sid:
             return
         if self.direction is CallDirection.INCOMING and not self.is_connect_token_call:
-            if self._is_mine(message.callsid) and message.reconnect:
+            if not self._is_mine(message.callsid):
+                return
+            if message.reconnect:
                 self.reconnect_token = message.reconnect
+            if self._status is CallState.RECONNECTING:
+                self._status = CallState.OPEN
+                self.emit("reconnected")
             return
         if self._status is CallState.CLOSED or self._status is CallState.PENDING:
             return

@@ -92,6 +92,8 @@ class Leg:
     """The caller's ``TJS…`` id, accepted in its frames until it learns the CallSid."""
     inbox: PcmPipe = attrs.field(factory=PcmPipe)
     """Audio this leg's client should hear (read by this leg's sender)."""
+    detach_timer: asyncio.TimerHandle | None = None
+    """Set while the leg's socket is gone and we wait for a reconnect ``invite``."""
 
 
 @attrs.define(eq=False)
@@ -151,14 +153,35 @@ class CallRouter:
         """A (re)``listen`` on ``conn``; nothing to do until reconnection support needs it."""
 
     async def on_connection_closed(self, conn: ClientConnection) -> None:
-        """The socket went away: end every call it was part of."""
+        """The socket went away: hold its calls for the client's reconnect window.
+
+        A client that announced ``reconnectTimeout`` > 0 in ``listen`` may come back on
+        a new socket with a reconnect ``invite`` within that many seconds; media keeps
+        flowing meanwhile. With 0 (the JS default) its calls end at once.
+        """
         for call in list(self.calls):
             for leg in [call.caller, *call.callees]:
-                if leg.conn is conn and call.phase is not CallPhase.ENDED:
-                    if leg is call.caller or leg is call.connected:
-                        await self._end(call, reason="socket closed", notify=leg)
-                    else:
-                        await self._drop_callee(call, leg)
+                if leg.conn is not conn or call.phase is CallPhase.ENDED:
+                    continue
+                if leg is not call.caller and leg is not call.connected:
+                    await self._drop_callee(call, leg)
+                elif conn.reconnect_timeout_s > 0:
+                    log.info(
+                        "call %s: %s leg detached; holding it %d s",
+                        call.sid,
+                        leg.role,
+                        conn.reconnect_timeout_s,
+                    )
+                    leg.detach_timer = asyncio.get_running_loop().call_later(
+                        conn.reconnect_timeout_s,
+                        lambda c=call, lg=leg: self._spawn(self._reconnect_window_over(c, lg)),
+                    )
+                else:
+                    await self._end(call, reason="socket closed", notify=leg)
+
+    async def _reconnect_window_over(self, call: BridgedCall, leg: Leg) -> None:
+        leg.detach_timer = None
+        await self._end(call, reason=f"{leg.role} did not reconnect in time", notify=leg)
 
     async def shutdown(self) -> None:
         """End every call (gateway stop)."""
@@ -355,6 +378,15 @@ class CallRouter:
             )
             await self._drop_callee(call, leg)
             return
+        await self._connect_callee(call, leg)
+
+    async def _connect_callee(
+        self, call: BridgedCall, leg: Leg, answer_sdp: str | None = None
+    ) -> None:
+        """``leg`` answered: stop the others ringing, answer the caller, bridge media.
+
+        ``answer_sdp`` is our SDP answer when the callee sent the offer (connect token).
+        """
         call.phase = CallPhase.ANSWERED
         call.connected = leg
         if call.ring_timer:
@@ -362,13 +394,16 @@ class CallRouter:
         for other in list(call.callees):
             if other is not leg:
                 await self._drop_callee(call, other, notify=True)
+        assert leg.pc is not None
         leg.pc.on_dtmf = lambda digit: self._on_rfc4733(call, leg, digit)
-        await conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
+        await leg.conn.send(
+            Answer(callsid=leg.callsid, sdp=answer_sdp, reconnect=leg.reconnect_token)
+        )
         await self._answer_caller(call)
         if call.caller.pc is not None and leg.pc is not None:
             call.caller.pc.set_remote_sink(leg.inbox)
             leg.pc.set_remote_sink(call.caller.inbox)
-        log.info("call %s answered by %s", call.sid, conn)
+        log.info("call %s answered by %s", call.sid, leg.conn)
 
     async def _on_reject(self, conn: ClientConnection, reject: Reject) -> None:
         found = self._lookup(conn, reject.callsid)
@@ -458,6 +493,9 @@ class CallRouter:
             else:
                 await leg.conn.send(Cancel(callsid=leg.callsid))
         for leg in [caller, *call.callees]:
+            if leg.detach_timer is not None:
+                leg.detach_timer.cancel()
+                leg.detach_timer = None
             await _close_pc(leg)
             leg.inbox.close()
         self._by_sid = {k: v for k, v in self._by_sid.items() if v[0] is not call}
@@ -553,26 +591,70 @@ class CallRouter:
         )
 
     async def _on_reconnect_invite(self, conn: ClientConnection, invite: Invite) -> None:
-        """Signaling reconnect: re-attach a live leg to this connection, keep its media."""
+        """A reconnect ``invite``: signaling came back, or a connect token is used.
+
+        For a live leg (same CallSid and token) the leg moves to this connection and
+        keeps its media: the reply is ``answer`` with a fresh token and no SDP. For a
+        ringing callee leg taken over with ``connect_token`` it is an answer from a
+        new device. Anything else gets ``hangup`` with 31107.
+        """
+        found = self._find_by_token(invite.callsid, invite.reconnect)
+        if found is None:
+            await conn.send(
+                Hangup(
+                    callsid=invite.callsid,
+                    error={
+                        "code": RECONNECT_PARAMETER_INVALID,
+                        "message": "Unknown call or reconnect token",
+                    },
+                )
+            )
+            return
+        call, leg = found
+        if leg.role == "callee" and call.phase is CallPhase.RINGING:
+            await self._take_over_ringing(call, leg, conn, invite)
+            return
+        if leg.detach_timer is not None:
+            leg.detach_timer.cancel()
+            leg.detach_timer = None
+        if leg.conn is not conn:
+            self._by_sid = {k: v for k, v in self._by_sid.items() if v[1] is not leg}
+            leg.conn = conn
+            self._index(call, leg, leg.callsid, leg.temp_sid)
+        leg.reconnect_token = "RT" + secrets.token_urlsafe(24)
+        log.info("call %s: %s leg re-attached on conn %d", call.sid, leg.role, conn.id)
+        await conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
+
+    def _find_by_token(self, callsid: str, token: str | None) -> tuple[BridgedCall, Leg] | None:
         for call in self.calls:
             for leg in [call.caller, *call.callees]:
-                if leg.reconnect_token == invite.reconnect and leg.callsid == invite.callsid:
-                    if leg.conn is not conn:
-                        self._by_sid = {k: v for k, v in self._by_sid.items() if v[1] is not leg}
-                        leg.conn = conn
-                        self._index(call, leg, leg.callsid, leg.temp_sid)
-                    leg.reconnect_token = "RT" + secrets.token_urlsafe(24)
-                    await conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
-                    return
-        await conn.send(
-            Hangup(
-                callsid=invite.callsid,
-                error={
-                    "code": RECONNECT_PARAMETER_INVALID,
-                    "message": "Unknown call or reconnect token",
-                },
+                if token and leg.reconnect_token == token and leg.callsid == callsid:
+                    return call, leg
+        return None
+
+    async def _take_over_ringing(
+        self, call: BridgedCall, leg: Leg, conn: ClientConnection, invite: Invite
+    ) -> None:
+        """``connect(connect_token=...)`` on a ringing incoming call: answer it here."""
+        taker = Leg(conn=conn, callsid=leg.callsid, role="callee")
+        pc = self._new_pc()
+        taker.pc = pc
+        try:
+            sdp = await pc.create_answer(invite.sdp, taker.inbox)
+        except Exception as exc:
+            await _close_pc(taker)
+            await conn.send(
+                Hangup(
+                    callsid=invite.callsid, error={"code": MALFORMED_REQUEST, "message": str(exc)}
+                )
             )
-        )
+            return
+        call.callees.append(taker)
+        self._index(call, taker, taker.callsid)
+        for other in list(call.callees):
+            if other is not taker:
+                await self._drop_callee(call, other, notify=True)
+        await self._connect_callee(call, taker, answer_sdp=sdp)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
