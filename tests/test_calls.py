@@ -401,3 +401,15 @@ async def test_max_average_bitrate_changes_the_opus_encoder(make_device: DeviceF
     capped = await payload_kbps(max_average_bitrate=12000)
     assert capped < default * 0.5, (default, capped)
     assert capped < 20
+
+
+async def test_an_app_source_serves_call_after_call(make_device: DeviceFactory) -> None:
+    """The app's own ``file_input_stream`` is not closed when a call ends (soak found it)."""
+    alice = make_device("alice", file_input_stream=ToneSource([ALICE_HZ]))
+    for _ in range(2):
+        call = await alice.connect(params={"To": "echo"})
+        await call.wait_for("accept", timeout=10)
+        heard = MemorySink()
+        call.get_remote_stream().add_sink(heard)
+        assert detect_tone(await _recent(heard), ALICE_HZ)
+        call.disconnect()

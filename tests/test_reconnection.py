@@ -148,3 +148,56 @@ async def test_update_token_during_a_call_keeps_the_media(
     await eventually(lambda: call.reconnect_token != old_token)
     await live.audio_flows()
     assert log.names() == [] and len(gateway.calls.calls) == 1
+
+
+async def test_connect_token_takes_over_a_ringing_call(make_device: DeviceFactory) -> None:
+    alice = make_device("alice", file_input_stream=ToneSource([ALICE_HZ]))
+    ringing_bob = make_device("bob")
+    pending: list[Call] = []
+    ringing_bob.on("incoming", pending.append)
+    await ringing_bob.register()
+    call = await alice.connect(params={"To": "client:bob", "topic": "billing"})
+    await eventually(lambda: pending != [])
+    token = pending[0].connect_token
+    assert token is not None
+    cancelled = EventLog(pending[0], "cancel")
+
+    other_bob = make_device("bob", file_input_stream=ToneSource([BOB_HZ]))
+    taken = await other_bob.connect(connect_token=token)
+    assert taken.is_connect_token_call and taken.custom_parameters == {"topic": "billing"}
+    await taken.wait_for("accept", timeout=10)
+    await call.wait_for("accept", timeout=10)
+    await cancelled.wait_for("cancel")
+    heard = MemorySink()
+    taken.get_remote_stream().add_sink(heard)
+    await eventually(
+        lambda: (
+            len(heard.pcm()) > SAMPLE_RATE // 2
+            and detect_tone(heard.pcm()[-SAMPLE_RATE // 2 :], ALICE_HZ)
+        )
+    )
+    assert "outgoing" not in other_bob.sounds.played
+    call.disconnect()
+    await taken.wait_for("disconnect", timeout=5)
+
+
+async def test_bad_connect_tokens_are_rejected(make_device: DeviceFactory) -> None:
+    import base64
+    import json
+
+    from softphone.core.errors import InvalidArgumentError
+
+    device = make_device("bob")
+    with pytest.raises(InvalidArgumentError, match="Cannot parse connectToken"):
+        await device.connect(connect_token="%%%not base64")
+    missing = base64.b64encode(json.dumps({"parameters": {}}).encode()).decode()
+    with pytest.raises(InvalidArgumentError, match="Invalid connectToken"):
+        await device.connect(connect_token=missing)
+    unknown = base64.b64encode(
+        json.dumps({"parameters": {"CallSid": "CA1"}, "signalingReconnectToken": "RTx"}).encode()
+    ).decode()
+    call = await device.connect(connect_token=unknown)
+    log = EventLog(call, "error", "disconnect")
+    (error,) = await log.wait_for("error", timeout=10)
+    assert error.code == 31005  # the gateway's 31107, precision off
+    await log.wait_for("disconnect")

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from faults import GatewayProcess, free_port
 from recorders import EventLog, eventually
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -135,58 +131,6 @@ async def test_retry_after_is_remembered(recording_server: RecordingServer) -> N
         transport.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class GatewayProcess:
-    """``softphone gateway`` in its own process: one edge."""
-
-    def __init__(self, edge: str) -> None:
-        self.edge = edge
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> GatewayProcess:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "softphone.cli",
-                "gateway",
-                "--no-tls",
-                "--port",
-                str(self.port),
-                "--edge",
-                self.edge,
-                "--log-level",
-                "warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        for _ in range(200):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return self
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"gateway {self.edge} did not start")
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/signal"
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-
 @pytest.fixture
 async def two_edges() -> AsyncIterator[tuple[GatewayProcess, GatewayProcess]]:
     a, b = GatewayProcess("edge-a"), GatewayProcess("edge-b")
@@ -232,7 +176,7 @@ async def test_edge_killed_mid_session_moves_to_the_other_edge(
 @pytest.mark.parametrize("cap", [None, 200])
 async def test_backoff_max_ms_bounds_the_reconnect_delay(cap: int | None) -> None:
     """With two URLs the JS primary backoff starts at 1-5 s; ``backoff_max_ms`` caps it."""
-    dead = [f"ws://127.0.0.1:{_free_port()}/signal" for _ in range(2)]
+    dead = [f"ws://127.0.0.1:{free_port()}/signal" for _ in range(2)]
     transport = WSTransport(dead, backoff_max_ms=cap)
     try:
         transport.open()

@@ -688,8 +688,8 @@ class Call(EventEmitter):
         source, self._source = self._source, None
         if pc is not None:
             self._spawn(pc.close(), keep=True)
-        if source is not None:
-            source.close()
+        if source is not None and source is not self._device.options.file_input_stream:
+            source.close()  # ours (from a path or get_user_media); the app's own stays open
         if self._speaker is not None:
             self._speaker.close()
             self._speaker = None
