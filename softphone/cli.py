@@ -3,6 +3,7 @@
     softphone demo                      a real call between two devices, end to end
     softphone gateway [--no-tls]        serve /signal for SDKs and browsers
     softphone token --identity alice    print a development access token
+    softphone media-agent               own calls' media and audio devices for a remote app
 
 Every sub-command has ``--help``.
 """
@@ -16,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from softphone.version import __version__
 
@@ -208,6 +210,104 @@ def _run_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(settings))
 
 
+# -- media agent ----------------------------------------------------------------------------
+def _media_agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "media-agent",
+        help="run calls' media and audio devices here for an app elsewhere (VDI redirection)",
+        description=(
+            "Serve the media-agent protocol on a WebSocket. An app that registers "
+            "softphone.agent.MediaAgentPlugin keeps signaling and has this process run the "
+            "peer connections and the audio devices (PortAudio sound cards and the virtual "
+            "devices declared below). Prints its URL once listening."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9555, help="port (default 9555; 0 picks one)")
+    p.add_argument(
+        "--secret",
+        default=os.environ.get("SOFTPHONE_AGENT_SECRET"),
+        help="shared secret apps must present (default: $SOFTPHONE_AGENT_SECRET, else none)",
+    )
+    p.add_argument(
+        "--media-address",
+        default=None,
+        help="only gather ICE candidates on this address (e.g. 127.0.0.1 for local tests)",
+    )
+    p.add_argument("--input", help="default input device id (default: silence)")
+    p.add_argument("--output", default="default", help="default output device id")
+    p.add_argument(
+        "--tone",
+        action="append",
+        default=[],
+        metavar="NAME=HZ[+HZ]",
+        help="declare input tone:NAME playing those frequencies (repeatable)",
+    )
+    p.add_argument(
+        "--file-input",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="declare input file:NAME looping an audio file (repeatable)",
+    )
+    p.add_argument(
+        "--file-output",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="declare output file:NAME recording WAV (repeatable)",
+    )
+    _add_log_level(p)
+    p.set_defaults(func=_run_media_agent)
+
+
+def _run_media_agent(args: argparse.Namespace) -> int:
+    import signal
+
+    from softphone.agent.runner import AgentSettings, build_agent, serve_forever
+    from softphone.media.aiortc_hooks import use_host_addresses
+
+    _configure_logging(args.log_level)
+    settings = AgentSettings(
+        host=args.host,
+        port=args.port,
+        secret=args.secret or None,
+        default_input=args.input,
+        default_output=args.output,
+        tones=tuple(args.tone),
+        file_inputs=tuple(args.file_input),
+        file_outputs=tuple(args.file_output),
+    )
+    try:
+        build_agent(settings)  # validate the declarations before listening
+    except ValueError as exc:
+        print(f"softphone media-agent: {exc}", file=sys.stderr)
+        return 2
+    if args.media_address:
+        use_host_addresses([args.media_address])
+
+    def ready(agent: Any) -> None:
+        print(f"softphone media-agent {__version__}: {agent.url}", flush=True)
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        await serve_forever(settings, ready)
+
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    except OSError as exc:
+        print(
+            f"softphone media-agent: cannot listen on {args.host}:{args.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``softphone`` argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -220,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _gateway_parser(sub)
     _token_parser(sub)
+    _media_agent_parser(sub)
     return parser
 
 

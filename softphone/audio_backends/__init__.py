@@ -8,6 +8,10 @@ Every backend speaks the contract in :mod:`~softphone.audio_backends.base`
 - ``tone``: ``ToneSource``, phase-continuous sines (single or DTMF-style dual tones).
 - ``null``: ``NullSource`` (alias ``SilenceSource``) and ``NullSink``.
 - ``file``: ``FileSource`` plays any format FFmpeg reads; ``FileSink`` records WAV.
+- ``portaudio``: ``PortAudioSource`` / ``PortAudioSink``, real sound cards (optional
+  extra ``portaudio``; imported on use, so a missing library never breaks import).
+- ``devices``: ``MediaDeviceInfo``, what device enumeration reports.
+- ``volume``: ``VolumeAnalyser``, the JS SDK's 0..1 volume meter.
 - ``analysis``: pure measurements (level, frequency, tones, DTMF, resampling, delay).
 """
 
@@ -29,19 +33,26 @@ from softphone.audio_backends.base import (
     Pcm,
     silence,
 )
+from softphone.audio_backends.devices import AudioDeviceError, MediaDeviceInfo
 from softphone.audio_backends.file import FileSink, FileSource
 from softphone.audio_backends.memory import MemorySink, MemorySource, PcmFifo, as_pcm
 from softphone.audio_backends.null import NullSink, NullSource, SilenceSource
 from softphone.audio_backends.tone import ToneSource
+from softphone.audio_backends.views import BorrowedSink, BorrowedSource
+from softphone.audio_backends.volume import VolumeAnalyser
 
 __all__ = [
     "FRAME_MS",
     "FRAME_SAMPLES",
     "SAMPLE_RATE",
+    "AudioDeviceError",
     "AudioSink",
     "AudioSource",
+    "BorrowedSink",
+    "BorrowedSource",
     "FileSink",
     "FileSource",
+    "MediaDeviceInfo",
     "MemorySink",
     "MemorySource",
     "NullSink",
@@ -50,6 +61,7 @@ __all__ = [
     "PcmFifo",
     "SilenceSource",
     "ToneSource",
+    "VolumeAnalyser",
     "align_offset",
     "as_pcm",
     "detect_dtmf_digits",

@@ -1,42 +1,121 @@
-"""``device.audio``: the AudioHelper — sound flags, input selection and output sinks.
+"""``device.audio``: the AudioHelper — devices, input selection, outputs, processors, meters.
 
-This is the core of the JS AudioHelper that calls need: which sounds play, where
-sounds and remote audio go (``speaker`` and ``ringer`` sinks from the Device
-options), and what a new call captures (``file_input_stream``, a
-``get_user_media`` override, or silence when nothing is configured).
+The JS AudioHelper (device-and-call-api.md §3-4) over the plugin manager:
+
+* device lists (``available_input_devices`` / ``available_output_devices``) come
+  from every plugin's ``softphone_enumerate_devices`` and are refreshed on
+  plugin notifications and by polling while someone listens to ``deviceChange``;
+* the input of new calls is, in order: the ``file_input_stream`` option, the
+  device selected with :meth:`set_input_device`, else ``softphone_get_user_media``
+  for the default input (the ``get_user_media`` option is one such plugin);
+  switching the device mid-call swaps the active call's source in place;
+* outputs: ``speaker_devices`` and ``ringtone_devices`` collections; the call's
+  remote audio and the sounds are mixed per device;
+* processors (``add_processor``) and the ``inputVolume`` meter (JS scale).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextlib
 import logging
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from softphone.audio_backends.base import AudioSink, AudioSource
-from softphone.audio_backends.null import NullSink, NullSource
-from softphone.core.errors import UserMediaErrors
-from softphone.core.events import EventEmitter
-from softphone.core.output_mixer import MixerInput, OutputMixer
+from softphone.audio_backends.base import AudioSink, AudioSource, Pcm
+from softphone.audio_backends.devices import AUDIO_INPUT, MediaDeviceInfo
+from softphone.audio_backends.volume import VolumeAnalyser
+from softphone.core.audio_streams import CallOutput, OutputRoute, ProcessedInput
+from softphone.core.errors import (
+    InvalidArgumentError,
+    InvalidStateError,
+    NotSupportedError,
+    TwilioError,
+    UserMediaErrors,
+)
+from softphone.core.events import EventEmitter, Listener
+from softphone.core.output_devices import OutputDeviceCollection
+from softphone.core.output_mixer import OutputMixer
+from softphone.plugins.markers import hookimpl
+from softphone.plugins.types import AudioProcessor, is_remote_source
 
 if TYPE_CHECKING:
+    from softphone.core.call import Call
     from softphone.core.device import Device
+    from softphone.plugins.manager import SoftphonePluginManager
 
 log = logging.getLogger("softphone.audio")
 
+DEVICE_POLL_INTERVAL_S = 1.0
+"""How often device lists are re-enumerated while ``deviceChange`` has listeners."""
+VOLUME_POLL_INTERVAL_S = 0.02
+"""Cadence of ``inputVolume`` when no call reads the selected input (one frame)."""
+_READER_GRACE_S = 0.1
+
+
+class _AppProcessor:
+    """The processor the app added with ``add_processor``, as a plugin like any other."""
+
+    def __init__(self, processor: AudioProcessor, is_remote: bool) -> None:
+        self.processor = processor
+        self.is_remote = is_remote
+
+    @hookimpl(trylast=True)
+    def softphone_audio_processor(self, is_remote: bool) -> AudioProcessor | None:
+        return self.processor if is_remote == self.is_remote else None
+
+
+def _check_processor(processor: object) -> AudioProcessor:
+    if processor is None:
+        raise InvalidArgumentError("Missing AudioProcessor argument.")
+    if not callable(getattr(processor, "create_processed_stream", None)):
+        raise InvalidArgumentError("Missing create_processed_stream() method.")
+    if not callable(getattr(processor, "destroy_processed_stream", None)):
+        raise InvalidArgumentError("Missing destroy_processed_stream() method.")
+    return processor  # type: ignore[return-value]
+
 
 class AudioHelper(EventEmitter):
-    """Sound flags, the input used by new calls, and the output sinks."""
+    """``device.audio``. Events: ``deviceChange(lost_active_devices)``, ``inputVolume(volume)``."""
+
+    device_poll_interval_s = DEVICE_POLL_INTERVAL_S
 
     def __init__(self, device: Device) -> None:
         super().__init__()
         self._device = device
         self._flags = {"incoming": True, "outgoing": True, "disconnect": True}
         self._input_change: asyncio.Future[None] | None = None
-        self._null_sink = NullSink()
-        self._mixers: dict[int, OutputMixer] = {}
-        self._sound_inputs: dict[int, AudioSink] = {}
+        self._inputs: dict[str, MediaDeviceInfo] = {}
+        self._outputs: dict[str, MediaDeviceInfo] = {}
+        self._devices_known = False
+        self._input_device: MediaDeviceInfo | None = None
+        self._selected: ProcessedInput | None = None
+        self._selected_remote: AudioSource | None = None
+        self._call_inputs: weakref.WeakSet[ProcessedInput] = weakref.WeakSet()
+        self._audio_constraints: dict[str, Any] | None = None
+        self._app_processors: dict[bool, _AppProcessor] = {}
+        self._remote_version = 0
+        self._call_outputs: set[CallOutput] = set()
+        self._announced: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._mixers: dict[str, OutputMixer] = {}
+        self._open_outputs: dict[str, tuple[AudioSink, int]] = {}
+        self._analyser = VolumeAnalyser()
+        self._volume_task: asyncio.Task[None] | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._refresh_task: asyncio.Task[Any] | None = None
+        self._destroyed = False
+        self.speaker_devices = OutputDeviceCollection("speaker", self, self._default_speaker)
+        self.ringtone_devices = OutputDeviceCollection("ringtone", self, self._default_ringer)
+        self._speaker_route: OutputRoute | None = None
+        self._ringtone_route: OutputRoute | None = None
+        self._remove_plugin_listener = self._plugins.add_device_change_listener(
+            self._on_plugin_device_change
+        )
+
+    @property
+    def _plugins(self) -> SoftphonePluginManager:
+        return self._device.plugins
 
     # -- sound flags -------------------------------------------------------------------
     def _flag(self, name: str, enable: bool | None) -> bool:
@@ -56,51 +135,253 @@ class AudioHelper(EventEmitter):
         """Get, or set with ``enable``, whether the disconnect sound plays."""
         return self._flag("disconnect", enable)
 
-    # -- outputs -----------------------------------------------------------------------
-    def _mixer(self, sink: AudioSink) -> OutputMixer:
-        mixer = self._mixers.get(id(sink))
-        if mixer is None or mixer.sink is not sink:
-            mixer = OutputMixer(sink)
-            self._mixers[id(sink)] = mixer
-            self._sound_inputs[id(sink)] = mixer.input()
-        return mixer
+    # -- properties --------------------------------------------------------------------
+    @property
+    def is_output_selection_supported(self) -> bool:
+        """Output devices can always be chosen here (JS: needs ``setSinkId``)."""
+        return True
 
-    def _sounds_input(self, sink: AudioSink | None) -> AudioSink:
-        if sink is None:
-            return self._null_sink
-        self._mixer(sink)
-        return self._sound_inputs[id(sink)]
+    @property
+    def is_volume_supported(self) -> bool:
+        """``inputVolume`` is always available here (JS: needs an AudioContext)."""
+        return True
 
-    def speaker_sink(self) -> AudioSink:
-        """Where sounds other than the ringtone go: the ``speaker`` option's mixer."""
-        return self._sounds_input(self._device.options.speaker)
+    @property
+    def available_input_devices(self) -> dict[str, MediaDeviceInfo]:
+        """Inputs by id, as last enumerated (see :meth:`refresh_devices`)."""
+        self._ensure_devices()
+        return dict(self._inputs)
 
-    def ringtone_sink(self) -> AudioSink:
-        """Where the ringtone goes: the ``ringer`` option, else the speaker."""
-        ringer = self._device.options.ringer
-        return self._sounds_input(ringer) if ringer is not None else self.speaker_sink()
+    @property
+    def available_output_devices(self) -> dict[str, MediaDeviceInfo]:
+        """Outputs by id, as last enumerated (see :meth:`refresh_devices`)."""
+        self._ensure_devices()
+        return dict(self._outputs)
 
-    def call_output(self) -> MixerInput | None:
-        """A new speaker input for a call's remote audio (None without a speaker)."""
-        speaker = self._device.options.speaker
-        return self._mixer(speaker).input() if speaker is not None else None
+    @property
+    def input_device(self) -> MediaDeviceInfo | None:
+        """The input selected with :meth:`set_input_device`, None for the default."""
+        return self._input_device
+
+    @property
+    def input_stream(self) -> AudioSource | None:
+        """The selected input as calls read it (processed if a processor is set)."""
+        if self._selected is not None:
+            return self._selected
+        return self._selected_remote
+
+    @property
+    def local_processed_stream(self) -> AudioSource | None:
+        """The selected input after the local processors, None without processors."""
+        return self._selected.processed if self._selected is not None else None
+
+    processed_stream = local_processed_stream
+
+    @property
+    def remote_processed_stream(self) -> AudioSource | None:
+        """The active call's remote audio after the remote processors, if any."""
+        for output in self._call_outputs:
+            stream = output.chain.output
+            if stream is not None:
+                return stream
+        return None
+
+    @property
+    def audio_constraints(self) -> dict[str, Any] | None:
+        """The last :meth:`set_audio_constraints` value (without ``deviceId``), or None."""
+        return dict(self._audio_constraints) if self._audio_constraints is not None else None
+
+    # -- device lists ------------------------------------------------------------------
+    def _ensure_devices(self) -> None:
+        if not self._devices_known:
+            self._store_devices(self._plugins.enumerate_devices_now())
+            self._devices_known = True
+
+    def _store_devices(self, devices: list[MediaDeviceInfo]) -> None:
+        inputs: dict[str, MediaDeviceInfo] = {}
+        outputs: dict[str, MediaDeviceInfo] = {}
+        for info in devices:
+            target = inputs if info.kind == AUDIO_INPUT else outputs
+            if not info.label:
+                kind = "Input" if info.kind == AUDIO_INPUT else "Output"
+                label = (
+                    "Default"
+                    if info.device_id == "default"
+                    else f"Unknown Audio {kind} Device {len(target) + 1}"
+                )
+                info = MediaDeviceInfo(info.device_id, info.kind, label, info.group_id)
+            target[info.device_id] = info
+        self._inputs, self._outputs = inputs, outputs
+
+    async def refresh_devices(self) -> dict[str, MediaDeviceInfo]:
+        """Re-enumerate now; emits ``deviceChange`` if the lists changed. Returns the outputs.
+
+        An active device that disappeared is handled as in JS: a lost selected
+        input falls back to ``default`` (or the first input), lost outputs leave
+        their collections (which fall back to ``default`` when emptied).
+        """
+        devices = await self._plugins.enumerate_devices()
+        if self._destroyed:
+            return {}
+        before = (set(self._inputs.items()), set(self._outputs.items()))
+        known = self._devices_known
+        self._store_devices(devices)
+        self._devices_known = True
+        after = (set(self._inputs.items()), set(self._outputs.items()))
+        if known and before != after:
+            lost = await self._handle_lost_devices()
+            self.emit("deviceChange", lost)
+        return dict(self._outputs)
+
+    async def _handle_lost_devices(self) -> list[MediaDeviceInfo]:
+        lost: list[MediaDeviceInfo] = []
+        selected = self._input_device
+        if selected is not None and selected.device_id not in self._inputs:
+            lost.append(selected)
+            fallback = self._inputs.get("default") or next(iter(self._inputs.values()), None)
+            self._release_selected()
+            self._input_device = None
+            if fallback is not None:
+                try:
+                    await self.set_input_device(fallback.device_id)
+                except TwilioError as error:
+                    log.warning("could not fall back to input %s: %s", fallback.device_id, error)
+        for collection in (self.speaker_devices, self.ringtone_devices):
+            lost.extend(i for i in collection.handle_lost(self._outputs) if i not in lost)
+        return lost
+
+    def _on_plugin_device_change(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._devices_known = False  # re-enumerate at the next access
+            return
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = loop.create_task(self.refresh_devices())
+            self._refresh_task.add_done_callback(_log_task_failure)
+
+    # -- listeners drive polling -------------------------------------------------------
+    def on(self, event: str, listener: Listener | None = None) -> Any:
+        """``EventEmitter.on``; listening to ``deviceChange`` / ``inputVolume`` starts polling."""
+        if listener is None:
+            return lambda fn: (self.on(event, fn), fn)[1]
+        result = super().on(event, listener)
+        self._listeners_changed()
+        return result
+
+    add_listener = on
+
+    def once(self, event: str, listener: Listener | None = None) -> Any:
+        """``EventEmitter.once``, with the same polling rule as :meth:`on`."""
+        if listener is None:
+            return lambda fn: (self.once(event, fn), fn)[1]
+        result = super().once(event, listener)
+        self._listeners_changed()
+        return result
+
+    def off(self, event: str, listener: Listener) -> EventEmitter:
+        """``EventEmitter.off``; polling stops with the last listener."""
+        result = super().off(event, listener)
+        self._listeners_changed()
+        return result
+
+    remove_listener = off
+
+    def remove_all_listeners(self, event: str | None = None) -> EventEmitter:
+        """``EventEmitter.remove_all_listeners``; polling stops."""
+        result = super().remove_all_listeners(event)
+        with contextlib.suppress(AttributeError):  # during EventEmitter.__init__
+            self._listeners_changed()
+        return result
+
+    def _listeners_changed(self) -> None:
+        if self._destroyed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self.listener_count("deviceChange") and (
+            self._poll_task is None or self._poll_task.done()
+        ):
+            self._ensure_devices()
+            self._poll_task = loop.create_task(self._poll_devices())
+        if self.listener_count("inputVolume") and (
+            self._volume_task is None or self._volume_task.done()
+        ):
+            self._volume_task = loop.create_task(self._poll_volume())
+
+    async def _poll_devices(self) -> None:
+        while self.listener_count("deviceChange") and not self._destroyed:
+            await asyncio.sleep(self.device_poll_interval_s)
+            try:
+                await self.refresh_devices()
+            except Exception:
+                log.exception("device enumeration failed")
+
+    async def _poll_volume(self) -> None:
+        """Meter the selected input while nobody else reads it (JS polls it per frame)."""
+        loop = asyncio.get_running_loop()
+        while self.listener_count("inputVolume") and not self._destroyed:
+            await asyncio.sleep(VOLUME_POLL_INTERVAL_S)
+            selected = self._selected
+            if selected is None or selected.closed:
+                continue
+            last = selected.last_read
+            if last is None or loop.time() - last > _READER_GRACE_S:
+                selected.poll(int(48_000 * VOLUME_POLL_INTERVAL_S))
+
+    def _meter(self, pcm: Pcm) -> None:
+        if not self.listener_count("inputVolume"):
+            return
+        self._analyser.push(pcm)
+        self.emit("inputVolume", self._analyser.volume())
 
     # -- input -------------------------------------------------------------------------
     async def wait_for_input_change(self) -> None:
         """Wait for an input-device change in flight (``connect()`` does this first)."""
         if self._input_change is not None:
-            await self._input_change
+            await asyncio.shield(self._input_change)
+
+    async def _acquire(self, constraints: Mapping[str, Any], device_id: str | None) -> AudioSource:
+        """``softphone_get_user_media`` with JS error mapping (31401 / 31402)."""
+        try:
+            return await self._plugins.get_user_media(constraints, device_id)
+        except TwilioError:
+            raise
+        except PermissionError as exc:
+            raise UserMediaErrors.PermissionDeniedError(str(exc), exc) from exc
+        except Exception as exc:
+            raise UserMediaErrors.AcquisitionFailedError(str(exc), exc) from exc
+
+    async def _process(self, raw: AudioSource, owns_raw: bool) -> ProcessedInput:
+        stream = ProcessedInput(raw, owns_raw=owns_raw, on_read=self._meter)
+        processors = self._plugins.audio_processors(is_remote=False)
+        if processors:
+            try:
+                await stream.set_processors(processors)
+            except BaseException:
+                stream.close()
+                raise
+        return stream
+
+    def _constraints(self, device_id: str | None) -> dict[str, Any]:
+        audio: dict[str, Any] = dict(self._audio_constraints or {})
+        if device_id is not None:
+            audio["deviceId"] = {"exact": device_id}
+        return {"audio": audio or True}
 
     async def input_source(self, constraints: Mapping[str, Any] | None = None) -> AudioSource:
-        """The source a new call captures from (JS getUserMedia step).
+        """The source a new call captures from (JS getUserMedia step); the call closes it.
 
-        Order: the ``file_input_stream`` option (a source or a path), the
-        ``get_user_media`` override (sync or async, called with the constraints),
-        else silence. Failures become ``AcquisitionFailedError`` (31402), or
-        ``PermissionDeniedError`` (31401) for a ``PermissionError``.
+        Order: the ``file_input_stream`` option (a source or a path, used as is),
+        the device selected with :meth:`set_input_device` (the call borrows it),
+        else ``softphone_get_user_media`` for the default input. Failures become
+        ``AcquisitionFailedError`` (31402), or ``PermissionDeniedError`` (31401)
+        for a ``PermissionError``.
         """
+        self._listeners_changed()
         options = self._device.options
-        constraints = dict(constraints or options.rtc_constraints)
         if options.file_input_stream is not None:
             stream = options.file_input_stream
             if isinstance(stream, str):
@@ -110,26 +391,288 @@ class AudioHelper(EventEmitter):
             if isinstance(stream, AudioSource):
                 return stream
             raise UserMediaErrors.AcquisitionFailedError("file_input_stream is not an AudioSource")
-        if options.get_user_media is not None:
-            try:
-                result = options.get_user_media(constraints)
-                if inspect.isawaitable(result):
-                    result = await result
-            except PermissionError as exc:
-                raise UserMediaErrors.PermissionDeniedError(str(exc), exc) from exc
-            except Exception as exc:
-                raise UserMediaErrors.AcquisitionFailedError(str(exc), exc) from exc
-            if not isinstance(result, AudioSource):
-                raise UserMediaErrors.AcquisitionFailedError(
-                    "get_user_media did not return an AudioSource"
-                )
-            return result
-        log.info("no audio input configured: the call sends silence")
-        return NullSource()
+        if self._selected_remote is not None:
+            return self._selected_remote
+        if self._selected is not None:
+            return ProcessedInput(self._selected, owns_raw=False)
+        requested = dict(constraints or options.rtc_constraints)
+        if self._audio_constraints and requested.get("audio") is True:
+            requested = self._constraints(None)
+        raw = await self._acquire(requested, None)
+        if is_remote_source(raw):
+            return raw
+        stream = await self._process(raw, owns_raw=True)
+        self._call_inputs.add(stream)
+        return stream
 
+    async def set_input_device(self, device_id: str, *, force: bool = False) -> None:
+        """Capture from ``device_id`` from now on, switching the active call in place.
+
+        Rejects with ``InvalidArgumentError`` for a non-string or unknown id, or
+        the acquisition error. Selecting the current device again does nothing
+        unless ``force``. ``connect()`` waits for a switch in flight.
+        """
+        if not isinstance(device_id, str) or not device_id:
+            raise InvalidArgumentError("Must specify the device to set")
+        if self._destroyed:
+            raise InvalidStateError("Device has been destroyed.")
+        await self.refresh_devices()
+        info = self._inputs.get(device_id)
+        if info is None:
+            raise InvalidArgumentError(f"Device not found: {device_id}")
+        if not force and self._input_device == info and self.input_stream is not None:
+            return
+        previous = self._input_change
+        if previous is not None:
+            await asyncio.shield(previous)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._input_change = done
+        try:
+            raw = await self._acquire(self._constraints(device_id), device_id)
+            if is_remote_source(raw):
+                new_remote: AudioSource | None = raw
+                new_local: ProcessedInput | None = None
+            else:
+                new_remote, new_local = None, await self._process(raw, owns_raw=True)
+            self._release_selected()
+            self._selected, self._selected_remote = new_local, new_remote
+            self._input_device = info
+            self._switch_active_call()
+        finally:
+            done.set_result(None)
+            if self._input_change is done:
+                self._input_change = None
+        self._listeners_changed()
+
+    def _switch_active_call(self) -> None:
+        """Point the active call's peer connection at the current input (no renegotiation)."""
+        call = self._device.active_call
+        pc = call.peer_connection if call is not None else None
+        if pc is None:
+            return
+        if self._selected_remote is not None:
+            source: AudioSource = self._selected_remote
+        elif self._selected is not None:
+            source = ProcessedInput(self._selected, owns_raw=False)
+        else:
+            return
+        pc.replace_source(source)
+        own = call.get_local_stream() if call is not None else None
+        if isinstance(own, ProcessedInput) and own in self._call_inputs:
+            own.close()  # the call's own default input is unused now: release the device
+
+    def _release_selected(self) -> None:
+        if self._selected is not None:
+            self._selected.close()
+        if self._selected_remote is not None:
+            self._selected_remote.close()
+        self._selected = self._selected_remote = None
+        self._analyser.reset()
+
+    async def unset_input_device(self) -> None:
+        """Stop the selected input; later calls use the default input again.
+
+        Rejects with ``InvalidStateError`` during an active call.
+        """
+        if self._device.active_call is not None:
+            raise InvalidStateError("Cannot unset input device while a call is in progress.")
+        self._release_selected()
+        self._input_device = None
+
+    async def set_audio_constraints(self, constraints: Mapping[str, Any]) -> None:
+        """Use ``constraints`` (JS ``MediaTrackConstraints``, ``deviceId`` ignored) for
+        every acquisition; re-acquires the selected input with them."""
+        self._audio_constraints = {
+            k: v for k, v in dict(constraints).items() if k not in ("deviceId", "device_id")
+        }
+        if self._input_device is not None:
+            await self.set_input_device(self._input_device.device_id, force=True)
+
+    async def unset_audio_constraints(self) -> None:
+        """Forget the constraints; re-acquires the selected input without them."""
+        self._audio_constraints = None
+        if self._input_device is not None:
+            await self.set_input_device(self._input_device.device_id, force=True)
+
+    # -- processors --------------------------------------------------------------------
+    async def add_processor(self, processor: AudioProcessor, is_remote: bool = False) -> None:
+        """Install the app's processor for the local input or (``is_remote``) remote audio.
+
+        Raises ``NotSupportedError`` if that side has one already and
+        ``InvalidArgumentError`` for an object without the two methods. Local:
+        inputs in use are restarted through it; remote: playback switches to it.
+        """
+        checked = _check_processor(processor)
+        if is_remote in self._app_processors:
+            raise NotSupportedError(
+                "Adding multiple AudioProcessors is not supported at this time."
+            )
+        plugin = _AppProcessor(checked, is_remote)
+        self._plugins.register(plugin, name=f"softphone.app_processor.{int(is_remote)}")
+        self._app_processors[is_remote] = plugin
+        await self._processors_changed(is_remote)
+
+    async def remove_processor(self, processor: AudioProcessor, is_remote: bool = False) -> None:
+        """Remove the app's processor; raises ``InvalidArgumentError`` if it is not installed."""
+        if processor is None:
+            raise InvalidArgumentError("Missing AudioProcessor argument.")
+        plugin = self._app_processors.get(is_remote)
+        if plugin is None or plugin.processor is not processor:
+            raise InvalidArgumentError(
+                "Cannot remove an AudioProcessor that has not been previously added."
+            )
+        self._plugins.unregister(plugin)
+        del self._app_processors[is_remote]
+        await self._processors_changed(is_remote)
+
+    async def _processors_changed(self, is_remote: bool) -> None:
+        if is_remote:
+            self._remote_version += 1
+            return
+        processors = self._plugins.audio_processors(is_remote=False)
+        for stream in [self._selected, *self._call_inputs]:
+            if stream is not None and not stream.closed:
+                await stream.set_processors(processors)
+
+    def _remote_processors(self) -> tuple[int, list[AudioProcessor]]:
+        return self._remote_version, self._plugins.audio_processors(is_remote=True)
+
+    # -- outputs -----------------------------------------------------------------------
+    def _default_speaker(self) -> AudioSink | None:
+        sink: AudioSink | None = self._device.options.speaker
+        return sink
+
+    def _default_ringer(self) -> AudioSink | None:
+        options = self._device.options
+        sink: AudioSink | None = options.ringer if options.ringer is not None else options.speaker
+        return sink
+
+    def _mixer(self, key: str, sink: AudioSink) -> OutputMixer:
+        mixer = self._mixers.get(key)
+        if mixer is None or mixer.sink is not sink:
+            if mixer is not None:
+                mixer.close()
+            mixer = OutputMixer(sink)
+            self._mixers[key] = mixer
+        return mixer
+
+    def route(self, collection: OutputDeviceCollection) -> OutputRoute:
+        """A new producer path to ``collection``'s devices (close it when done)."""
+        return OutputRoute(lambda: [self._mixer(k, s) for k, s in collection.sinks()])
+
+    async def open_output(self, device_id: str) -> AudioSink:
+        """Open (or share) output ``device_id`` via the plugins; see :meth:`release_output`."""
+        entry = self._open_outputs.get(device_id)
+        if entry is not None:
+            self._open_outputs[device_id] = (entry[0], entry[1] + 1)
+            return entry[0]
+        sink = await self._plugins.get_output_sink(device_id)
+        entry = self._open_outputs.get(device_id)  # opened meanwhile by someone else?
+        if entry is not None:
+            sink.close()
+            self._open_outputs[device_id] = (entry[0], entry[1] + 1)
+            return entry[0]
+        self._open_outputs[device_id] = (sink, 1)
+        return sink
+
+    def release_output(self, device_id: str, sink: AudioSink) -> None:
+        """Drop one use of an output from :meth:`open_output`; the last one closes it."""
+        entry = self._open_outputs.get(device_id)
+        if entry is None or entry[0] is not sink:
+            sink.close()
+            return
+        if entry[1] > 1:
+            self._open_outputs[device_id] = (sink, entry[1] - 1)
+            return
+        del self._open_outputs[device_id]
+        mixer = self._mixers.pop(f"device:{device_id}", None)
+        if mixer is not None:
+            mixer.close()
+        sink.close()
+
+    def speaker_sink(self) -> AudioSink:
+        """Where sounds other than the ringtone go: the speaker devices."""
+        if self._speaker_route is None:
+            self._speaker_route = self.route(self.speaker_devices)
+        return self._speaker_route
+
+    def ringtone_sink(self) -> AudioSink:
+        """Where the ringtone goes: the ringtone devices (the speaker path while both are
+        ``default`` and no ``ringer`` is set, so the two never interleave on one sink)."""
+        if self.ringtone_devices.is_default_only() and self._device.options.ringer is None:
+            return self.speaker_sink()
+        if self._ringtone_route is None:
+            self._ringtone_route = self.route(self.ringtone_devices)
+        return self._ringtone_route
+
+    def sound_pcm(self, sound_url: str | None) -> Pcm:
+        """Samples of ``sound_url`` (a file), or of the outgoing sound when None."""
+        if sound_url is None:
+            return self._device.sounds.pcm("outgoing")
+        from softphone.core.sounds import _read_file
+
+        return _read_file(sound_url)
+
+    def call_output(self, call: Call | None = None) -> CallOutput:
+        """A call's remote-audio destination, created when the call opens (JS ``'audio'``).
+
+        Remote processors, then the speaker devices and the sinks that plugins
+        return from ``softphone_remote_audio``. ``call`` defaults to the call
+        opening right now (the one open call not yet given an output).
+        """
+        call = call if call is not None else self._opening_call()
+        remote = call.get_remote_stream() if call is not None else None
+        sinks = self._plugins.remote_audio_sinks(call=call, remote=remote)
+        if call is not None:
+            self._announced.add(call)
+        output = CallOutput(
+            self.route(self.speaker_devices),
+            sinks,
+            self._remote_processors,
+            on_close=self._call_outputs.discard,
+        )
+        self._call_outputs.add(output)
+        return output
+
+    def _opening_call(self) -> Call | None:
+        calls = [*self._device.calls]
+        if self._device.active_call is not None:
+            calls.append(self._device.active_call)
+        for call in calls:
+            if call.status() == "open" and call not in self._announced:
+                return call
+        return None
+
+    # -- teardown ----------------------------------------------------------------------
     def destroy(self) -> None:
-        """Stop the output mixers and drop listeners (``device.destroy()``)."""
+        """Release inputs, outputs and mixers and drop listeners (``device.destroy()``)."""
+        self._destroyed = True
+        self._remove_plugin_listener()
+        for task in (self._poll_task, self._volume_task, self._refresh_task):
+            if task is not None:
+                task.cancel()
+        self._release_selected()
+        for stream in list(self._call_inputs):
+            stream.close()
+        for output in list(self._call_outputs):
+            output.close()
+        for route in (self._speaker_route, self._ringtone_route):
+            if route is not None:
+                route.close()
+        self.speaker_devices.close()
+        self.ringtone_devices.close()
         for mixer in self._mixers.values():
             mixer.close()
         self._mixers.clear()
+        for sink, _ in self._open_outputs.values():
+            sink.close()
+        self._open_outputs.clear()
         self.remove_all_listeners()
+
+
+def _log_task_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("device refresh failed: %s", task.exception())
+
+
+__all__ = ["AudioHelper"]

@@ -16,7 +16,7 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from softphone.audio_backends.base import AudioSource
 from softphone.core.audio_helper import AudioHelper
@@ -33,6 +33,7 @@ from softphone.core.log import apply_log_level
 from softphone.core.options import DeviceOptions
 from softphone.core.sounds import SoundBoard
 from softphone.media.peer_connection import PeerConnection
+from softphone.plugins.manager import SoftphonePluginManager
 from softphone.signaling.messages import Connected, Error, Invite
 from softphone.signaling.pstream import PStream, StreamStatus
 from softphone.signaling.regions import (
@@ -110,6 +111,8 @@ class Device(EventEmitter):
         self._active_call: Call | None = None
         self._calls: list[Call] = []
         self._connect_in_progress = False
+        self.plugins = SoftphonePluginManager(lambda: self._options)
+        """This Device's plugins: backends, overrides, entry points (``register()`` more)."""
         self.audio: AudioHelper | None = AudioHelper(self)
         self.sounds = SoundBoard(self)
         if isinstance(options, DeviceOptions):
@@ -569,6 +572,7 @@ class Device(EventEmitter):
         if self.audio is not None:
             self.audio.destroy()
             self.audio = None
+        await self.plugins.aclose()
         self._should_reregister = False
         if self._state is not DeviceState.UNREGISTERED:
             self._set_state(DeviceState.UNREGISTERED)
@@ -582,25 +586,21 @@ class Device(EventEmitter):
         await self.destroy()
 
     async def audio_input(self, constraints: Mapping[str, Any] | None = None) -> AudioSource:
-        """The audio source for a new call (see :meth:`AudioHelper.input_source`)."""
+        """The audio source for a new call: ``file_input_stream``, the selected input, else
+        the plugins' ``softphone_get_user_media`` (see :meth:`AudioHelper.input_source`)."""
         if self.audio is None:
             raise InvalidStateError("Device has been destroyed.")
         return await self.audio.input_source(constraints)
 
     def create_peer_connection(self, configuration: Mapping[str, Any]) -> PeerConnection:
-        """A media adapter for a new call: the ``rtc_peer_connection`` override or ours.
+        """A media adapter for a new call from ``softphone_create_peer_connection``.
 
-        ICE servers come only from ``configuration["iceServers"]`` (default none):
-        never aiortc's public STUN default.
+        The ``rtc_peer_connection`` option answers first, then registered and
+        entry-point plugins, then our aiortc adapter (ICE servers only from
+        ``configuration["iceServers"]``, never aiortc's public STUN default).
+        The result has ``PeerConnection``'s API (``PeerConnectionLike``).
         """
-        options = self._options
-        if options.rtc_peer_connection is not None:
-            return options.rtc_peer_connection(configuration)  # type: ignore[no-any-return]
-        return PeerConnection(
-            ice_servers=list(configuration.get("iceServers") or []),
-            codec_preferences=options.codec_preferences,
-            max_average_bitrate=options.max_average_bitrate,
-        )
+        return cast(PeerConnection, self.plugins.create_peer_connection(configuration))
 
     @property
     def stream_status(self) -> StreamStatus | None:

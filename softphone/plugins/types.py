@@ -1,0 +1,125 @@
+"""The shapes plugins exchange with the SDK: processors, peer connections, remote sources.
+
+These are structural (``typing.Protocol``): a plugin needs none of our classes
+to satisfy them, only the methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, runtime_checkable
+
+from softphone.audio_backends.base import AudioSink, AudioSource
+
+__all__ = ["AudioProcessor", "PeerConnectionLike", "RemoteSource", "is_remote_source"]
+
+
+@runtime_checkable
+class AudioProcessor(Protocol):
+    """The JS ``AudioProcessor``: turns a stream into a processed stream, and cleans up.
+
+    ``create_processed_stream`` gets the input (an ``AudioSource``) and returns
+    the source to use instead, for example one that reads the input and applies
+    a noise filter. Both methods may be coroutines. Local processors change
+    what the far end hears; remote processors change what the speaker plays
+    (the remote audio is offered to them as a source, block by block).
+    """
+
+    def create_processed_stream(self, stream: AudioSource) -> AudioSource | Awaitable[AudioSource]:
+        """Return the processed stream reading from ``stream``."""
+        ...
+
+    def destroy_processed_stream(self, stream: AudioSource) -> Awaitable[None] | None:
+        """Release what :meth:`create_processed_stream` set up for ``stream``."""
+        ...
+
+
+@runtime_checkable
+class RemoteSource(Protocol):
+    """An input that lives elsewhere (e.g. in a media agent), named by a device id there.
+
+    Such a source cannot be read in this process: only a peer connection of the
+    same plugin can use it. ``read`` returns silence.
+    """
+
+    remote_device_id: str
+
+    def read(self, samples: int) -> Any:
+        """Silence: the audio is not here."""
+        ...
+
+    def close(self) -> None:
+        """Forget the reference."""
+        ...
+
+
+def is_remote_source(source: object) -> bool:
+    """Whether ``source`` is a :class:`RemoteSource` (a device in another process)."""
+    return isinstance(getattr(source, "remote_device_id", None), str)
+
+
+class PeerConnectionLike(Protocol):
+    """What a Call needs from a media adapter (``softphone.media.PeerConnection`` has it).
+
+    A ``softphone_create_peer_connection`` plugin returns an object of this
+    shape: aiortc in this process (the default), or a proxy driving a peer
+    connection somewhere else (the media agent).
+    """
+
+    on_dtmf: Callable[[str], None] | None
+    on_connection_state_change: Callable[[str], None] | None
+
+    @property
+    def muted(self) -> bool:
+        """Whether silence is sent instead of the source."""
+        ...
+
+    @muted.setter
+    def muted(self, value: bool) -> None: ...
+
+    @property
+    def codec(self) -> str | None:
+        """The negotiated audio codec (``PCMU``, ``opus``), None before negotiation."""
+        ...
+
+    @property
+    def local_sdp(self) -> str | None:
+        """The applied local description, None before one."""
+        ...
+
+    @property
+    def can_insert_dtmf(self) -> bool:
+        """Whether RFC 4733 DTMF was negotiated."""
+        ...
+
+    def replace_source(self, source: AudioSource | None) -> None:
+        """Send ``source`` from the next frame on, without renegotiation."""
+        ...
+
+    def set_remote_sink(self, sink: AudioSink | None) -> None:
+        """Where received audio goes."""
+        ...
+
+    async def create_offer(self, source: AudioSource | None) -> str:
+        """Create and apply a local offer; return its SDP."""
+        ...
+
+    async def apply_answer(self, sdp: str) -> None:
+        """Apply the remote answer."""
+        ...
+
+    async def create_answer(self, offer_sdp: str, source: AudioSource | None) -> str:
+        """Apply a remote offer and return the applied local answer's SDP."""
+        ...
+
+    async def insert_dtmf(self, tones: str, duration_ms: int = 160, gap_ms: int = 70) -> None:
+        """Send RFC 4733 DTMF."""
+        ...
+
+    async def get_stats(self) -> dict[str, Any]:
+        """Cumulative media counters (see ``PeerConnection.get_stats``)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop media."""
+        ...
