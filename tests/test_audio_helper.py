@@ -275,6 +275,88 @@ async def test_output_test_without_devices_is_invalid_state(make_device: DeviceF
         await audio.speaker_devices.test()
 
 
+class ClockedSink(MemorySink):
+    """A speaker that also notes which task (which mixer clock) wrote each frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: list[asyncio.Task[Any] | None] = []
+
+    def write(self, pcm: Pcm) -> None:
+        self.writers.append(asyncio.current_task())
+        super().write(pcm)
+
+
+def _frame_phasors(pcm: Pcm, freq: float) -> np.ndarray:
+    """Per 20 ms frame, the amplitude and phase of ``freq``, phase measured against
+    the absolute sample index: a contiguous tone keeps one phase in every frame."""
+    frames = pcm[: len(pcm) // 960 * 960].reshape(-1, 960).astype(np.float64)
+    n = np.arange(frames.size).reshape(frames.shape)
+    result: np.ndarray = 2 / 960 * np.sum(frames * np.exp(-2j * np.pi * freq * n / SAMPLE_RATE), 1)
+    return result
+
+
+def _assert_plays_whole_and_in_order(pcm: Pcm, freq: float, frames: int, amplitude: float) -> None:
+    phasors = _frame_phasors(pcm, freq)
+    loud = [i for i, c in enumerate(phasors) if abs(c) > amplitude / 2]
+    assert loud, f"{freq} Hz never played"
+    assert loud == list(range(loud[0], loud[0] + frames)), (freq, loud)  # whole, no gaps
+    drift = np.angle(phasors[loud] / phasors[loud[0]])
+    assert np.max(np.abs(drift)) < 0.3, (freq, drift)  # each frame where it belongs
+
+
+async def test_overlapping_sounds_and_the_call_are_mixed_not_interleaved(
+    make_device: DeviceFactory, tmp_path: Path
+) -> None:
+    """Regression: all sounds shared one speaker route, hence one mixer input (a FIFO).
+
+    A disconnect sound starting while the outgoing sound still played alternated
+    with it frame by frame at half speed, with a phase jump at every boundary.
+    Each playback now has its own input and the sink's single mixer clock sums
+    them with the call: every sound comes out whole, contiguous and in order.
+    """
+    beep_hz, beep_frames, beep_amplitude = 2510.0, 10, 9000  # 50.2 cycles a frame
+    t = np.arange(beep_frames * 960) / SAMPLE_RATE
+    with FileSink(tmp_path / "beep.wav") as file:
+        file.write((np.sin(2 * np.pi * beep_hz * t) * beep_amplitude).astype(np.int16))
+    bob = await _bob(make_device)
+    speaker = ClockedSink()
+    alice = make_device("alice", speaker=speaker, sounds={"disconnect": str(tmp_path / "beep.wav")})
+    call, _ = await open_call(alice, bob)
+    await recent(speaker, 0.2)  # the call's remote audio flows through the speaker's mixer
+    start = speaker.samples_written
+    alice.sounds.play("outgoing")
+    alice.sounds.play("disconnect")  # overlaps the outgoing sound, both over the call
+    await eventually(lambda: speaker.samples_written - start >= SAMPLE_RATE // 2)
+    heard = speaker.pcm()[start:]
+    assert detect_tone(heard, BOB_HZ, threshold=0.05)  # the call kept playing under the sounds
+    _assert_plays_whole_and_in_order(heard, beep_hz, beep_frames, beep_amplitude)
+    _assert_plays_whole_and_in_order(heard, 1320.0, 8, 0.2 * 32767)  # outgoing's 2nd tone
+    # one clock for the sink: a clock that stopped never writes again after another one
+    runs = [w for i, w in enumerate(speaker.writers) if i == 0 or w is not speaker.writers[i - 1]]
+    assert len(runs) == len(set(map(id, runs))), "two mixer clocks wrote to one sink"
+    call.disconnect()
+
+
+async def test_mixer_inputs_finish_after_their_audio_and_stale_inputs_stay_quiet() -> None:
+    from softphone.core.output_mixer import OutputMixer
+
+    sink = ClockedSink()
+    mixer = OutputMixer(sink)
+    sound, call = mixer.input(), mixer.input()
+    sound.write(np.full(3 * 960, 100, np.int16))
+    call.write(np.full(960, 7, np.int16))
+    sound.finish()  # ended, three frames still queued: they play, then it detaches
+    sound.write(np.full(960, 1000, np.int16))  # ignored once finished
+    await eventually(lambda: sink.samples_written >= 3 * 960)
+    assert [int(f[0]) for f in sink.pcm().reshape(-1, 960)] == [107, 100, 100]
+    await eventually(lambda: not mixer.running, timeout=2)
+    mixer.close()
+    call.write(np.full(960, 7, np.int16))  # a stale input cannot restart a closed mixer
+    assert not mixer.running and mixer.input().closed
+    assert sink.samples_written == 3 * 960 and len(set(map(id, sink.writers))) == 1
+
+
 # -- processors --------------------------------------------------------------------------
 class ToneProcessor:
     """Replaces the stream with a tone while reading (draining) the original."""

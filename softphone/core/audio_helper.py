@@ -97,8 +97,9 @@ class AudioHelper(EventEmitter):
         self._app_processors: dict[bool, _AppProcessor] = {}
         self._remote_version = 0
         self._call_outputs: set[CallOutput] = set()
-        self._announced: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._mixers: dict[str, OutputMixer] = {}
+        self._mixers: dict[int, OutputMixer] = {}
+        """One mixer (one clock) per sink, by ``id(sink)``; the mixer holds the sink."""
+        self._routes: weakref.WeakSet[OutputRoute] = weakref.WeakSet()
         self._open_outputs: dict[str, tuple[AudioSink, int]] = {}
         self._analyser = VolumeAnalyser()
         self._volume_task: asyncio.Task[None] | None = None
@@ -107,8 +108,6 @@ class AudioHelper(EventEmitter):
         self._destroyed = False
         self.speaker_devices = OutputDeviceCollection("speaker", self, self._default_speaker)
         self.ringtone_devices = OutputDeviceCollection("ringtone", self, self._default_ringer)
-        self._speaker_route: OutputRoute | None = None
-        self._ringtone_route: OutputRoute | None = None
         self._remove_plugin_listener = self._plugins.add_device_change_listener(
             self._on_plugin_device_change
         )
@@ -547,18 +546,30 @@ class AudioHelper(EventEmitter):
         sink: AudioSink | None = options.ringer if options.ringer is not None else options.speaker
         return sink
 
-    def _mixer(self, key: str, sink: AudioSink) -> OutputMixer:
-        mixer = self._mixers.get(key)
-        if mixer is None or mixer.sink is not sink:
-            if mixer is not None:
-                mixer.close()
+    def _mixer(self, sink: AudioSink) -> OutputMixer:
+        """The mixer of ``sink``, shared by every route and collection that plays there.
+
+        Keyed by the sink itself, not by the device or collection that reached
+        it, so a sink never gets two mixers, i.e. two clocks writing into it.
+        """
+        mixer = self._mixers.get(id(sink))
+        if mixer is None or mixer.sink is not sink or mixer.closed:
             mixer = OutputMixer(sink)
-            self._mixers[key] = mixer
+            self._mixers[id(sink)] = mixer
         return mixer
 
     def route(self, collection: OutputDeviceCollection) -> OutputRoute:
-        """A new producer path to ``collection``'s devices (close it when done)."""
-        return OutputRoute(lambda: [self._mixer(k, s) for k, s in collection.sinks()])
+        """A new path for ONE producer to ``collection``'s devices (close it when done).
+
+        Every producer needs its own route: the mixer sums routes, while two
+        producers writing into one route would interleave their frames.
+        """
+        route = OutputRoute(lambda: [self._mixer(sink) for sink in collection.sinks()])
+        if self._destroyed:
+            route.close()
+        else:
+            self._routes.add(route)
+        return route
 
     async def open_output(self, device_id: str) -> AudioSink:
         """Open (or share) output ``device_id`` via the plugins; see :meth:`release_output`."""
@@ -585,25 +596,30 @@ class AudioHelper(EventEmitter):
             self._open_outputs[device_id] = (sink, entry[1] - 1)
             return
         del self._open_outputs[device_id]
-        mixer = self._mixers.pop(f"device:{device_id}", None)
-        if mixer is not None:
+        mixer = self._mixers.get(id(sink))
+        if mixer is not None and mixer.sink is sink:
+            del self._mixers[id(sink)]
             mixer.close()
         sink.close()
 
-    def speaker_sink(self) -> AudioSink:
-        """Where sounds other than the ringtone go: the speaker devices."""
-        if self._speaker_route is None:
-            self._speaker_route = self.route(self.speaker_devices)
-        return self._speaker_route
+    def speaker_sink(self) -> OutputRoute:
+        """A new route to the speaker devices for one playback of a sound other than
+        the ringtone; the player closes it when the sound ends.
 
-    def ringtone_sink(self) -> AudioSink:
-        """Where the ringtone goes: the ringtone devices (the speaker path while both are
-        ``default`` and no ``ringer`` is set, so the two never interleave on one sink)."""
-        if self.ringtone_devices.is_default_only() and self._device.options.ringer is None:
-            return self.speaker_sink()
-        if self._ringtone_route is None:
-            self._ringtone_route = self.route(self.ringtone_devices)
-        return self._ringtone_route
+        One route per playback, never a shared one: sounds that overlap (the
+        outgoing sound still playing when the disconnect sound starts, DTMF
+        feedback) and the call are then summed by the sink's mixer instead of
+        alternating frame by frame in one shared input.
+        """
+        return self.route(self.speaker_devices)
+
+    def ringtone_sink(self) -> OutputRoute:
+        """A new route to the ringtone devices for one playback of the ringtone.
+
+        When the ringtone and the speaker reach the same sink (both ``default``
+        without a ``ringer``), they share that sink's mixer and are mixed.
+        """
+        return self.route(self.ringtone_devices)
 
     def sound_pcm(self, sound_url: str | None) -> Pcm:
         """Samples of ``sound_url`` (a file), or of the outgoing sound when None."""
@@ -613,18 +629,14 @@ class AudioHelper(EventEmitter):
 
         return _read_file(sound_url)
 
-    def call_output(self, call: Call | None = None) -> CallOutput:
+    def call_output(self, call: Call) -> CallOutput:
         """A call's remote-audio destination, created when the call opens (JS ``'audio'``).
 
         Remote processors, then the speaker devices and the sinks that plugins
-        return from ``softphone_remote_audio``. ``call`` defaults to the call
-        opening right now (the one open call not yet given an output).
+        return from ``softphone_remote_audio``.
         """
-        call = call if call is not None else self._opening_call()
-        remote = call.get_remote_stream() if call is not None else None
+        remote = call.get_remote_stream()
         sinks = self._plugins.remote_audio_sinks(call=call, remote=remote)
-        if call is not None:
-            self._announced.add(call)
         output = CallOutput(
             self.route(self.speaker_devices),
             sinks,
@@ -634,16 +646,6 @@ class AudioHelper(EventEmitter):
         self._call_outputs.add(output)
         return output
 
-    def _opening_call(self) -> Call | None:
-        calls = [*self._device.calls]
-        if self._device.active_call is not None:
-            calls.append(self._device.active_call)
-        for call in calls:
-            if call.status() == "open" and call not in self._announced:
-                return call
-        return None
-
-    # -- teardown ----------------------------------------------------------------------
     def destroy(self) -> None:
         """Release inputs, outputs and mixers and drop listeners (``device.destroy()``)."""
         self._destroyed = True
@@ -656,9 +658,8 @@ class AudioHelper(EventEmitter):
             stream.close()
         for output in list(self._call_outputs):
             output.close()
-        for route in (self._speaker_route, self._ringtone_route):
-            if route is not None:
-                route.close()
+        for route in list(self._routes):
+            route.close()
         self.speaker_devices.close()
         self.ringtone_devices.close()
         for mixer in self._mixers.values():

@@ -225,7 +225,10 @@ class OutputRoute:
 
     ``targets()`` returns the mixers of the devices selected now; the route keeps
     one mixer input per target, adding and dropping inputs as the selection
-    changes, so the producer never needs to know.
+    changes, so the producer never needs to know. A route serves exactly one
+    producer (one sound playback, one call): two producers sharing a route
+    would share its mixer inputs and interleave frame by frame instead of
+    being mixed.
     """
 
     def __init__(self, targets: Callable[[], list[OutputMixer]]) -> None:
@@ -248,11 +251,20 @@ class OutputRoute:
                 self._inputs[key] = entry
             entry[1].write(pcm)
 
-    def close(self) -> None:
-        """Detach from every mixer."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (writes are ignored from then on)."""
+        return self._closed
+
+    def close(self, *, drain: bool = False) -> None:
+        """Detach from every mixer: at once, or with ``drain`` once the audio
+        already written has been played (a sound that ends is not clipped)."""
         self._closed = True
         for _, handle in self._inputs.values():
-            handle.close()
+            if drain:
+                handle.finish()
+            else:
+                handle.close()
         self._inputs.clear()
 
 

@@ -25,7 +25,6 @@ from softphone.core.errors import (
     ClientErrors,
     InvalidArgumentError,
     InvalidStateError,
-    TwilioError,
     device_error_from_signaling,
 )
 from softphone.core.events import EventEmitter
@@ -34,8 +33,8 @@ from softphone.core.options import DeviceOptions
 from softphone.core.sounds import SoundBoard
 from softphone.media.peer_connection import PeerConnection
 from softphone.plugins.manager import SoftphonePluginManager
-from softphone.signaling.messages import Connected, Error, Invite
-from softphone.signaling.pstream import PStream, StreamStatus
+from softphone.signaling.messages import Connected, Invite
+from softphone.signaling.pstream import PStream
 from softphone.signaling.regions import (
     edge_from_connected,
     preferred_signaling_url,
@@ -602,18 +601,6 @@ class Device(EventEmitter):
         """
         return cast(PeerConnection, self.plugins.create_peer_connection(configuration))
 
-    @property
-    def stream_status(self) -> StreamStatus | None:
-        """The PStream status (``disconnected``, ``connected``, ``ready``, ``offline``)."""
-        return self._stream.status if self._stream else None
-
-    def emit_error(self, error: TwilioError, call: Call | None = None) -> None:
-        """Emit a Device ``error`` (used by calls and helpers that report through it)."""
-        if call is None:
-            self.emit("error", error)
-        else:
-            self.emit("error", error, call)
-
 
 def parse_connect_token(token: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Decode a ``call.connect_token`` into (reconnect token, parameters, custom params).
@@ -671,4 +658,4 @@ def _log_failure(what: str) -> Any:
     return callback
 
 
-__all__ = ["Device", "DeviceEventName", "DeviceState", "Error", "parse_connect_token"]
+__all__ = ["Device", "DeviceEventName", "DeviceState", "parse_connect_token"]

@@ -104,21 +104,21 @@ class OutputDeviceCollection:
             route.close()
 
     # -- plumbing for the helper -------------------------------------------------------
-    def sinks(self) -> list[tuple[str, AudioSink]]:
-        """(mixer key, sink) for each active device that has somewhere to play."""
-        out: list[tuple[str, AudioSink]] = []
+    def sinks(self) -> list[AudioSink]:
+        """The sink of each active device that has somewhere to play.
+
+        The helper keeps one mixer per sink (not per device id or collection),
+        so a sink reached by both collections still has a single clock.
+        """
+        out: list[AudioSink] = []
         for device_id in self._active:
             if device_id == "default":
                 sink = self._default_sink()
                 if sink is not None:
-                    out.append((f"object:{id(sink)}", sink))
+                    out.append(sink)
             elif device_id in self._sinks:
-                out.append((f"device:{device_id}", self._sinks[device_id]))
+                out.append(self._sinks[device_id])
         return out
-
-    def is_default_only(self) -> bool:
-        """Whether only ``default`` is active (the ringtone then shares the speaker's path)."""
-        return list(self._active) == ["default"]
 
     def handle_lost(self, available: dict[str, MediaDeviceInfo]) -> list[MediaDeviceInfo]:
         """Drop active devices that disappeared; returns them (``lostActiveDevices``)."""

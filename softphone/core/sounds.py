@@ -2,9 +2,10 @@
 
 The JS SDK fetches MP3s from a CDN; we synthesise equivalents (no network), or
 play the files named in the ``sounds`` option through any format av reads.
-Sounds are written in real time, 20 ms at a time, to the Device's speaker sink
-(the ringtone to the ringer sink), so a file or memory sink records them as a
-person would hear them.
+Sounds are written in real time, 20 ms at a time, to the Device's speaker
+devices (the ringtone to the ringtone devices), so a file or memory sink
+records them as a person would hear them. Each playback has its own output
+route, so overlapping sounds (and the call) are mixed, never interleaved.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from softphone.audio_backends.base import FRAME_SAMPLES, SAMPLE_RATE, AudioSink, Pcm
+from softphone.audio_backends.base import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 
 if TYPE_CHECKING:
+    from softphone.core.audio_streams import OutputRoute
     from softphone.core.call import Call
     from softphone.core.device import Device
 
@@ -111,7 +113,8 @@ class SoundBoard:
         }
         return flags[name]() if name in flags else True
 
-    def _sink(self, name: str) -> AudioSink | None:
+    def _open_route(self, name: str) -> OutputRoute | None:
+        """A fresh output route for one playback of ``name`` (None without audio)."""
         audio = self._device.audio
         if audio is None:
             return None
@@ -119,10 +122,7 @@ class SoundBoard:
 
     def play(self, name: str) -> None:
         """Start sound ``name`` if enabled (restarting it if it was already playing)."""
-        if not self._enabled(name):
-            return
-        sink = self._sink(name)
-        if sink is None:
+        if not self._enabled(name) or self._device.audio is None:
             return
         self.stop(name)
         try:
@@ -132,7 +132,7 @@ class SoundBoard:
         self.played.append(name)
         limit = DTMF_MAX_MS if name.startswith("dtmf") else MAX_DURATION_MS.get(name)
         self._playing[name] = loop.create_task(
-            self._run(name, sink, loop=name in LOOPING, limit_ms=limit)
+            self._run(name, loop=name in LOOPING, limit_ms=limit)
         )
 
     def stop(self, name: str) -> None:
@@ -165,15 +165,24 @@ class SoundBoard:
         for name in list(self._playing):
             self.stop(name)
 
-    async def _run(self, name: str, sink: AudioSink, *, loop: bool, limit_ms: int | None) -> None:
+    async def _run(self, name: str, *, loop: bool, limit_ms: int | None) -> None:
+        """Write ``name`` frame by frame on the loop's clock through a route of its own.
+
+        The route is opened here and closed when the playback ends: drained
+        when the sound played to its end, at once when it was stopped.
+        """
         pcm = self.pcm(name)
-        if not len(pcm):
+        sink = self._open_route(name) if len(pcm) else None
+        if sink is None:
+            if self._playing.get(name) is asyncio.current_task():
+                del self._playing[name]
             return
         clock = asyncio.get_running_loop()
         start = clock.time()
         max_frames = None if limit_ms is None else limit_ms // 20
         position = 0
         frame_index = 0
+        finished = False
         try:
             while max_frames is None or frame_index < max_frames:
                 if position >= len(pcm):
@@ -188,7 +197,9 @@ class SoundBoard:
                 frame_index += 1
                 delay = start + frame_index * 0.02 - clock.time()
                 await asyncio.sleep(max(0.0, delay))
+            finished = True
         finally:
+            sink.close(drain=finished)
             if self._playing.get(name) is asyncio.current_task():
                 del self._playing[name]
 
