@@ -18,7 +18,9 @@ import aioice
 import aioice.ice
 import aiortc
 import aiortc.codecs
+import aiortc.codecs.base
 import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
@@ -27,9 +29,11 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCEncodedFrame
 from aiortc.rtp import RtpPacket
 
 from softphone.media import aiortc_hooks as hooks
+from softphone.media.opus import OpusSettings
 from softphone.media.rfc4733 import (
     AudioTimeline,
     EventDetector,
@@ -111,6 +115,33 @@ def test_fence_sender_encoder_and_send_path() -> None:
     assert "self.resampler.resample(frame)" in inspect.getsource(OpusEncoder.encode)
 
 
+def test_fence_sender_packs_packets_and_stamps_frames() -> None:
+    """PacketTrack forwarding and the timestamp continuity hook rely on these."""
+    next_src = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "data = await self.__track.recv()" in next_src.replace("\n", " ")
+    assert "payloads, timestamp = self.__encoder.pack(data)" in next_src
+    assert "return RTCEncodedFrame(payloads, timestamp, audio_level)" in next_src
+    run_src = inspect.getsource(RTCRtpSender._run_rtp)
+    assert "timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)" in run_src
+    frame = RTCEncodedFrame([b"x"], 5, None)
+    frame.timestamp = 7  # mutable, a plain attribute
+    assert frame.timestamp == 7
+    assert {"encode", "pack"} <= set(aiortc.codecs.base.Encoder.__abstractmethods__)
+
+
+def test_fence_receiver_statistics() -> None:
+    """ReceiveShim feeds aiortc's RTCP statistics itself for consumed packets."""
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__active_ssrc[packet.ssrc] = clock.current_datetime()" in handle
+    assert "self.__remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)" in handle
+    assert "self.__remote_streams[packet.ssrc].add(packet)" in handle
+    assert "codec = self.__codecs.get(packet.payload_type)" in handle
+    assert _params(aiortc.rtcrtpreceiver.StreamStatistics.__init__) == ["self", "clockrate"]
+    assert _params(aiortc.rtcrtpreceiver.StreamStatistics.add) == ["self", "packet"]
+    rtcp = inspect.getsource(RTCRtpReceiver._run_rtcp)
+    assert "for ssrc, stream in self.__remote_streams.items():" in rtcp
+
+
 def test_fence_receiver_path() -> None:
     assert _params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
     assert inspect.iscoroutinefunction(RTCRtpReceiver._handle_rtp_packet)
@@ -149,6 +180,10 @@ async def test_fence_instance_attributes() -> None:
         assert getattr(sender, hooks._ENCODER_ATTR) is None
         assert isinstance(sender._ssrc, int)
         assert isinstance(transceiver._codecs, list)
+        receiver = transceiver.receiver
+        assert isinstance(receiver._RTCRtpReceiver__codecs, dict)
+        assert isinstance(receiver._RTCRtpReceiver__remote_streams, dict)
+        assert isinstance(receiver._RTCRtpReceiver__active_ssrc, dict)
         ice = transceiver.receiver.transport.transport
         assert isinstance(ice._connection, aioice.Connection)
         assert ice._connection._nominated == {}
@@ -207,29 +242,73 @@ def test_filter_never_puts_telephone_event_first() -> None:
     assert hooks._filter_preferred_codecs([te], []) == []
 
 
-async def test_opus_encoder_factory_applies_bitrate_and_mono() -> None:
-    class Tone:
-        def read(self, samples: int) -> Any:
-            return (np.sin(np.arange(samples) * 0.1) * 8000).astype(np.int16)
+class _Tone:
+    def read(self, samples: int) -> Any:
+        return (np.sin(np.arange(samples) * 0.1) * 8000).astype(np.int16)
 
-        def close(self) -> None:
-            pass
+    def close(self) -> None:
+        pass
 
+
+async def test_sender_encoder_applies_opus_settings_and_mono() -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
-        sender = pc.addTransceiver(SourceTrack(Tone()), direction="sendrecv").sender
+        sender = pc.addTransceiver(SourceTrack(_Tone()), direction="sendrecv").sender
         assert hooks.set_sender_opus_params(sender, bitrate=16000, fec=True, dtx=False)
         opus = aiortc.codecs.CODECS["audio"][0]
         frame = await sender._next_encoded_frame(opus)
         encoder = getattr(sender, hooks._ENCODER_ATTR)
-        assert encoder.codec.bit_rate == 16000
-        assert encoder.codec.layout.name == "mono"
-        assert hooks._opus_settings[sender] == hooks._OpusSettings(16000, fec=True, dtx=False)
+        assert isinstance(encoder, hooks.SenderEncoder) and encoder.clock_rate == 48000
+        assert hooks._sender_states[sender].opus == OpusSettings(16000, fec=True, dtx=False)
         assert frame is not None and len(frame.payloads[0]) < 200
+        toc = frame.payloads[0][0]
+        assert not toc & 0x04  # the TOC's stereo flag: mono
         # Too late once encoding started: settings are kept but report False.
         assert not hooks.set_sender_opus_params(sender, bitrate=32000, fec=False, dtx=False)
     finally:
         await pc.close()
+
+
+async def test_sender_encoder_g711_has_no_frame_of_resampler_delay() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTransceiver(SourceTrack(_Tone()), direction="sendrecv").sender
+        hooks.set_sender_opus_params(sender, bitrate=None, fec=False, dtx=False)
+        pcmu = next(c for c in aiortc.codecs.CODECS["audio"] if c.mimeType == "audio/PCMU")
+        first = await sender._next_encoded_frame(pcmu)
+        # FFmpeg's resampler returns nothing for the first 20 ms; ours returns 160 samples.
+        assert first is not None and len(first.payloads) == 1 and len(first.payloads[0]) == 160
+        second = await sender._next_encoded_frame(pcmu)
+        assert second is not None and second.timestamp - first.timestamp == 160
+    finally:
+        await pc.close()
+
+
+class _FakeSenderForTracks:
+    """Just enough of RTCRtpSender for the timestamp hook: a track and a frame source."""
+
+    _RTCRtpSender__encoder: Any = None
+
+    def __init__(self) -> None:
+        self.track: Any = "source"
+        self.stamps: list[int] = []
+
+    async def _next_encoded_frame(self, codec: Any) -> Any:
+        return RTCEncodedFrame([b"x"], self.stamps.pop(0), None)
+
+
+async def test_sender_timestamps_continue_across_track_changes() -> None:
+    sender = _FakeSenderForTracks()
+    hooks.set_sender_opus_params(sender, bitrate=None, fec=False, dtx=False)
+    opus = aiortc.codecs.CODECS["audio"][0]
+    # Source track: its own timeline, then a packet track starting at 5 (forwarded RTP).
+    sender.stamps = [0, 960, 1920, 5, 965, 2925, 7_000_000]
+    stamps = []
+    for track in ["source"] * 3 + ["packets"] * 3 + ["source"]:
+        sender.track = track
+        stamps.append((await sender._next_encoded_frame(opus)).timestamp)
+    # Continuous at each switch; a gap inside a track (a lost packet) is kept.
+    assert stamps == [0, 960, 1920, 2880, 3840, 5800, 6760]
 
 
 def test_transceiver_codecs_converts_to_codec_info() -> None:
@@ -451,3 +530,80 @@ def test_audio_timeline_interpolates_across_wrap() -> None:
     assert timeline.substitute_timestamp(5, 160, fallback=99) == 99
     timeline.audio(65535, 0xFFFFFF00)
     assert timeline.substitute_timestamp(1, 0x100, fallback=0) == 0x100
+
+
+async def test_receive_shim_audio_only_taps_get_codec_silence_for_events() -> None:
+    _, sent, _ = await _run_sender("5", packets=12)
+    receiver = FakeReceiver()
+    shim = hooks.ReceiveShim(receiver)
+    shim.configure([CodecInfo(96, "opus", 48000, 2), CodecInfo(110, "telephone-event", 48000, 1)])
+    raw: list[hooks.RtpTapPacket] = []
+    audio: list[hooks.RtpTapPacket] = []
+    shim.add_tap(raw.append)
+    shim.add_tap(audio.append, consume=True, audio_only=True)
+    unknown = RtpPacket(payload_type=77, sequence_number=2000, timestamp=1, ssrc=1234, payload=b"?")
+    for packet in [*sent, unknown]:
+        await receiver._handle_rtp_packet(packet, 0)
+    assert receiver.got == []  # consumed
+    assert {p.payload_type for p in raw} == {96, 110, 77}
+    assert {p.payload_type for p in audio} == {96}  # events as opus silence, unknown left out
+    assert [p.timestamp for p in audio] == [5000 + 960 * i for i in range(len(sent))]
+    assert audio[0].payload == silence_payload("opus")
+
+
+async def test_payload_type_follows_the_packet_track() -> None:
+    sender = FakeSender(ssrc=1234)
+    track = type("Track", (), {"payload_type": 0})()
+    sender.track = track  # type: ignore[attr-defined]
+    hooks.stamp_track_payload_types(sender)
+    hooks.stamp_track_payload_types(sender)  # idempotent: wrapped once
+    rtcp = bytes([0x80, 200]) + bytes(26)
+    await sender.transport._send_rtp(_audio_packet(1, 0))
+    await sender.transport._send_rtp(_audio_packet(2, 0, ssrc=999))
+    await sender.transport._send_rtp(rtcp)
+    track.payload_type = None  # type: ignore[attr-defined]
+    await sender.transport._send_rtp(_audio_packet(3, 0))
+    first, other, control, plain = sender.transport.sent
+    assert first[1] == 0x80 | 0  # marker kept, PT 96 -> 0
+    assert other[1] == 0x80 | 96 and control == rtcp and plain[1] == 0x80 | 96
+
+
+async def test_dtmf_follows_the_clock_of_the_forwarded_codec() -> None:
+    sender = FakeSender(ssrc=1234)
+    dtmf = hooks.DtmfSender(sender)
+    codecs = [
+        CodecInfo(96, "opus", 48000, 2),
+        CodecInfo(0, "PCMU", 8000),
+        CodecInfo(110, "telephone-event", 48000),
+        CodecInfo(126, "telephone-event", 8000),
+    ]
+    dtmf.configure(110, 48000, codecs=codecs)
+    done = dtmf.insert("1", duration_ms=100, gap_ms=40)
+    for i in range(12):  # PCMU packets go out, not Opus
+        await sender.transport._send_rtp(_audio_packet(10 + i, 160 * i, pt=0))
+    events = [RtpPacket.parse(d) for d in sender.transport.sent if d[1] & 0x7F == 126]
+    assert len(events) == 5 + 2
+    decoded = [Rfc4733Event.decode(p.payload) for p in events]
+    assert [e.duration for e in decoded if e][:5] == [160, 320, 480, 640, 800]  # 8 kHz units
+    assert done.done()
+
+
+async def test_dtmf_gives_up_when_no_packets_carry_the_tones() -> None:
+    dtmf = hooks.DtmfSender(FakeSender(ssrc=1))
+    dtmf.configure(126, 8000)
+    loop = asyncio.get_running_loop()
+    scheduled: list[float] = []
+    original = loop.call_later
+
+    def record(delay: float, *args: Any) -> Any:
+        scheduled.append(delay)
+        return original(0, *args)  # fire at once: no real waiting in the test
+
+    loop.call_later = record  # type: ignore[method-assign]
+    try:
+        done = dtmf.insert("12", duration_ms=100, gap_ms=70)
+        await asyncio.wait_for(done, 1)
+    finally:
+        loop.call_later = original  # type: ignore[method-assign]
+    assert scheduled[0] == pytest.approx(0.34 + hooks.DTMF_GRACE_S)
+    assert dtmf.tone_buffer == ""

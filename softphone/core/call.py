@@ -31,6 +31,7 @@ from softphone.core.errors import (
     call_error_from_message_error,
 )
 from softphone.core.events import EventEmitter
+from softphone.core.media_health import GIVE_UP_AFTER_S, LOST_AFTER_S, HealthEvent, MediaHealth
 from softphone.core.remote_audio import RemoteAudio
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.messages import (
@@ -38,7 +39,6 @@ from softphone.signaling.messages import (
     Answer,
     CallMessage,
     Cancel,
-    Error,
     Hangup,
     Invite,
     Ringing,
@@ -61,6 +61,13 @@ DTMF_PAUSE_MS = 500
 DTMF_TONE_MS = 160
 DTMF_GAP_MS = 70
 DTMF_SOUND_SPACING_MS = 200
+HEALTH_INTERVAL_S = 0.5
+MEDIA_LOST_AFTER_S = LOST_AFTER_S
+MEDIA_GIVE_UP_S = GIVE_UP_AFTER_S
+RESTART_RETRY_S = 1.0
+RESTART_RETRY_MAX_S = 4.0
+MEDIA_FAILED_MESSAGE = "Call disconnected: the media connection was interrupted and did not recover"
+LEGACY_MEDIA_FAILED_CODE = 31003
 VALID_DIGITS = re.compile(r"^[0-9*#w]*$")
 FEEDBACK_ISSUES = (
     "one-way-audio",
@@ -142,6 +149,13 @@ class Call(EventEmitter):
         self._remote_sdp_applied = False
         self._muted = False
         self._cancelled_or_rejected = False
+        self._signaling_reconnecting = False
+        self._media_reconnecting = False
+        self._restart_offer_pending = False
+        self._health = MediaHealth(lost_after_s=MEDIA_LOST_AFTER_S, give_up_after_s=MEDIA_GIVE_UP_S)
+        self._restart_task: asyncio.Task[None] | None = None
+        self.ice_restarts = 0
+        """How many ICE restarts this call attempted (diagnostics)."""
         self._pending_messages: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.feedback: list[dict[str, Any]] = []
@@ -519,12 +533,105 @@ class Call(EventEmitter):
             if not self._was_connected:
                 self._was_connected = True
                 audio = self._device.audio
-                self._speaker = audio.call_output() if audio is not None else None
+                self._speaker = audio.call_output(self) if audio is not None else None
                 if self._speaker is not None:
                     self._remote.add_sink(self._speaker)
+                self._spawn(self._watch_media())
                 self.emit("accept", self)
                 if self._pc is not None:
                     self.emit("audio", self._remote)
+
+    # -- media reconnection (ICE restart) -----------------------------------------------
+    async def _watch_media(self) -> None:
+        """Feed inbound RTP progress to :class:`MediaHealth` and act on what it says."""
+        loop = asyncio.get_running_loop()
+        while not self._media_gone():
+            assert self._pc is not None
+            try:
+                stats = await self._pc.get_stats()
+            except Exception as exc:
+                if self._media_gone():
+                    return  # closed under us
+                log.warning("media stats failed: %r", exc)
+                stats = {}
+            event = self._health.update(loop.time(), _inbound_packets(stats))
+            if event is HealthEvent.LOST:
+                self._on_media_lost()
+            elif event is HealthEvent.RECOVERED:
+                self._on_media_recovered()
+            elif event is HealthEvent.GIVE_UP:
+                self._on_media_fatal()
+                return
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    def _media_gone(self) -> bool:
+        """True once the call closed or its media was torn down."""
+        return self._pc is None or self._status is CallState.CLOSED
+
+    def _on_media_lost(self) -> None:
+        if self._status is CallState.CLOSED or self._media_reconnecting:
+            return
+        log.info("call %s: no inbound media; restarting ICE", self.call_sid)
+        self._media_reconnecting = True
+        self._status = CallState.RECONNECTING
+        self.emit("warning", "ice-connectivity-lost", {})
+        self.emit("reconnecting", MediaErrors.ConnectionError("Media connection failed."))
+        self._restart_task = asyncio.ensure_future(self._restart_loop())
+
+    async def _restart_loop(self) -> None:
+        """ICE restarts until media flows again (or the 30 s give-up ends the call)."""
+        attempt = 0
+        while self._media_reconnecting and self._status is not CallState.CLOSED:
+            pc, stream, callsid = self._pc, self._stream, self.call_sid
+            if pc is None or callsid is None:
+                return
+            if stream is not None and stream.status is not StreamStatus.DISCONNECTED:
+                try:
+                    offer = await pc.restart_ice_offer()
+                except Exception as exc:
+                    log.warning("ICE restart offer failed: %s", exc)
+                else:
+                    self.ice_restarts += 1
+                    self._restart_offer_pending = True
+                    stream.reinvite(offer, callsid)
+            attempt += 1
+            await asyncio.sleep(min(RESTART_RETRY_S * attempt, RESTART_RETRY_MAX_S))
+
+    async def _apply_restart_answer(self, sdp: str) -> None:
+        pc = self._pc
+        if pc is None:
+            return
+        try:
+            await pc.apply_ice_restart_answer(sdp)
+        except Exception as exc:  # the next loop iteration tries again
+            log.info("ICE restart did not connect: %s", exc)
+
+    def _on_media_recovered(self) -> None:
+        if not self._media_reconnecting:
+            return
+        log.info("call %s: media is back", self.call_sid)
+        self._media_reconnecting = False
+        self._restart_offer_pending = False
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+            self._restart_task = None
+        self.emit("warning-cleared", "ice-connectivity-lost")
+        self._maybe_reconnected()
+
+    def _on_media_fatal(self) -> None:
+        """30 s without media: hang up with a reason, then ``error`` 53405 (legacy 31003)."""
+        if self._status is CallState.CLOSED:
+            return
+        self._media_reconnecting = False
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+        self._hangup_and_close(message=MEDIA_FAILED_MESSAGE)
+        self.emit(
+            "error",
+            MediaErrors.ConnectionError(
+                MEDIA_FAILED_MESSAGE, {"code": LEGACY_MEDIA_FAILED_CODE, "message": "ICE failed"}
+            ),
+        )
 
     def _fail_user_media(self, error: TwilioError) -> None:
         self._hangup_and_close(message=None)
@@ -550,32 +657,39 @@ class Call(EventEmitter):
     def _on_answer(self, message: Answer) -> None:
         if message.callsid and self.call_sid and message.callsid != self.call_sid:
             return
-        if self.direction is CallDirection.INCOMING and not self.is_connect_token_call:
-            if not self._is_mine(message.callsid):
-                return
-            if message.reconnect:
-                self.reconnect_token = message.reconnect
-            if self._status is CallState.RECONNECTING:
-                self._status = CallState.OPEN
-                self.emit("reconnected")
+        incoming = self.direction is CallDirection.INCOMING and not self.is_connect_token_call
+        if incoming and not self._is_mine(message.callsid):
             return
-        if self._status is CallState.CLOSED or self._status is CallState.PENDING:
+        if self._status in (CallState.CLOSED, CallState.PENDING):
             return
         if message.reconnect:
             self.reconnect_token = message.reconnect
-        if message.callsid:
+        if message.callsid and not incoming:
             self.parameters["CallSid"] = message.callsid
-        if self._status is CallState.RECONNECTING:
-            self._status = CallState.OPEN
-            self.emit("reconnected")
+        if self._restart_offer_pending and message.sdp:
+            self._restart_offer_pending = False
+            self._spawn(self._apply_restart_answer(message.sdp))
+        if self._signaling_reconnecting:
+            self._signaling_reconnecting = False
+            self._maybe_reconnected()
             return
-        if self._is_answered:
+        if incoming or self._is_answered:
             return
         self._is_answered = True
         if message.sdp:
             self._spawn(self._apply_remote_answer(message.sdp))
         else:
             self._maybe_open()
+
+    def _maybe_reconnected(self) -> None:
+        """Back to ``open`` once neither signaling nor media is reconnecting."""
+        if (
+            self._status is CallState.RECONNECTING
+            and not self._signaling_reconnecting
+            and not self._media_reconnecting
+        ):
+            self._status = CallState.OPEN
+            self.emit("reconnected")
 
     def _on_hangup(self, message: Hangup) -> None:
         if message.callsid is not None and not self._is_mine(message.callsid):
@@ -647,6 +761,7 @@ class Call(EventEmitter):
             return
         if self._status is not CallState.PENDING:
             self._status = CallState.RECONNECTING
+            self._signaling_reconnecting = True
             self.emit("reconnecting", SignalingErrors.ConnectionDisconnected())
 
     def on_signaling_connected(self) -> None:
@@ -684,6 +799,9 @@ class Call(EventEmitter):
         self._detach_stream()
 
     def _close_media(self) -> None:
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+            self._restart_task = None
         pc, self._pc = self._pc, None
         source, self._source = self._source, None
         if pc is not None:
@@ -711,4 +829,16 @@ class Call(EventEmitter):
         )
 
 
-__all__ = ["Call", "CallDirection", "CallState", "Codec", "Error"]
+def _inbound_packets(stats: Mapping[str, Any]) -> int:
+    """Packets that reached us over the media path: SRTP and SRTCP alike.
+
+    RTCP counts too: while the far party is silent or its own path is down, the
+    gateway still sends receiver reports on ours, so only a dead path reads as lost.
+    """
+    transport = stats.get("transport")
+    if isinstance(transport, Mapping) and transport.get("packetsReceived") is not None:
+        return int(transport["packetsReceived"])
+    return int(stats.get("packetsReceived") or 0)
+
+
+__all__ = ["Call", "CallDirection", "CallState", "Codec"]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from softphone.audio_backends.pipe import PcmPipe
+from softphone.gateway import media_bridge
 from softphone.gateway.connection import ClientConnection
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.messages import (
@@ -112,6 +113,8 @@ class BridgedCall:
     ring_timer: asyncio.TimerHandle | None = None
     digits: list[str] = attrs.field(factory=list)
     """Every DTMF digit seen on this call (either direction), for call records."""
+    bridge: media_bridge.Bridge | None = None
+    """The media between the legs once answered (RTP forwarding or transcoding)."""
 
     def other(self, leg: Leg) -> Leg | None:
         """The leg on the far side of ``leg`` (the caller itself for echo calls)."""
@@ -173,11 +176,13 @@ class CallRouter:
                         conn.reconnect_timeout_s,
                     )
                     leg.detach_timer = asyncio.get_running_loop().call_later(
-                        conn.reconnect_timeout_s,
-                        lambda c=call, lg=leg: self._spawn(self._reconnect_window_over(c, lg)),
+                        conn.reconnect_timeout_s, self._hold_expired, call, leg
                     )
                 else:
                     await self._end(call, reason="socket closed", notify=leg)
+
+    def _hold_expired(self, call: BridgedCall, leg: Leg) -> None:
+        self._spawn(self._reconnect_window_over(call, leg))
 
     async def _reconnect_window_over(self, call: BridgedCall, leg: Leg) -> None:
         leg.detach_timer = None
@@ -287,7 +292,7 @@ class CallRouter:
         call.connected = call.caller
         await self._answer_caller(call)
         if call.caller.pc is not None:
-            call.caller.pc.set_remote_sink(call.caller.inbox)
+            call.bridge = media_bridge.echo(call.caller.pc)
 
     async def _dial_client(self, call: BridgedCall, identity: str) -> None:
         targets = [
@@ -401,8 +406,7 @@ class CallRouter:
         )
         await self._answer_caller(call)
         if call.caller.pc is not None and leg.pc is not None:
-            call.caller.pc.set_remote_sink(leg.inbox)
-            leg.pc.set_remote_sink(call.caller.inbox)
+            call.bridge = media_bridge.bridge(call.caller.pc, leg.pc)
         log.info("call %s answered by %s", call.sid, leg.conn)
 
     async def _on_reject(self, conn: ClientConnection, reject: Reject) -> None:
@@ -492,6 +496,8 @@ class CallRouter:
                 await leg.conn.send(Hangup(callsid=leg.callsid))
             else:
                 await leg.conn.send(Cancel(callsid=leg.callsid))
+        if call.bridge is not None:
+            call.bridge.close()
         for leg in [caller, *call.callees]:
             if leg.detach_timer is not None:
                 leg.detach_timer.cancel()
@@ -580,15 +586,33 @@ class CallRouter:
             )
 
     async def _on_reinvite(self, conn: ClientConnection, reinvite: Reinvite) -> None:
+        """An ICE restart offer from either side: answer it on that leg, media untouched.
+
+        Works for our SDK and for a browser's standard re-offer with a new ufrag; the
+        other leg of the call never notices.
+        """
         found = self._lookup(conn, reinvite.callsid)
-        if found is None:
-            return
-        await conn.send(
-            Error(
-                callsid=reinvite.callsid,
-                error={"code": 31000, "message": "ICE restart is not supported yet"},
+        if found is None or found[1].pc is None:
+            await conn.send(
+                Hangup(
+                    callsid=reinvite.callsid, error={"code": NOT_FOUND, "message": "Unknown call"}
+                )
             )
-        )
+            return
+        call, leg = found
+        assert leg.pc is not None
+        try:
+            sdp = await leg.pc.answer_ice_restart(reinvite.sdp)
+        except Exception as exc:
+            log.warning("call %s: ICE restart from %s failed: %s", call.sid, leg.role, exc)
+            await conn.send(
+                Error(
+                    callsid=reinvite.callsid, error={"code": MALFORMED_REQUEST, "message": str(exc)}
+                )
+            )
+            return
+        log.info("call %s: ICE restart answered for the %s leg", call.sid, leg.role)
+        await conn.send(Answer(callsid=leg.callsid, sdp=sdp))
 
     async def _on_reconnect_invite(self, conn: ClientConnection, invite: Invite) -> None:
         """A reconnect ``invite``: signaling came back, or a connect token is used.

@@ -13,7 +13,7 @@ trailing CR and ignore CRs inside a line.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_OPUS_PT",
     "CodecInfo",
     "OpusFmtp",
+    "add_opus_fmtp",
     "apply_codec_preferences",
     "has_telephone_event",
     "ice_credentials",
@@ -352,6 +353,41 @@ def set_max_average_bitrate(sdp: str, bps: int | None) -> str:
         for i, line in enumerate(out):
             if rtpmap_re.match(line):
                 out.insert(i + 1, f"a=fmtp:{pt} maxaveragebitrate={bps}")
+                break
+    return _join(out, eol, trailing)
+
+
+def add_opus_fmtp(sdp: str, params: Mapping[str, str]) -> str:
+    """Add ``params`` to the Opus fmtp line(s), keeping any key already there.
+
+    Creates ``a=fmtp:<pt>`` right after the Opus rtpmap when there is none
+    (aiortc writes none). Used to advertise what our receive path wants from
+    the peer's encoder, e.g. ``useinbandfec=1`` (RFC 7587 §6.1). Without an
+    Opus rtpmap the SDP is returned unchanged.
+    """
+    match = re.search(r"^a=rtpmap:(\d+) opus", sdp, re.MULTILINE | re.IGNORECASE)
+    if match is None or not params:
+        return sdp
+    pt = int(match.group(1))
+    fmtp_re = re.compile(rf"^a=fmtp:{pt}(?![0-9])")
+    lines, eol, trailing = _split(sdp)
+    out: list[str] = []
+    found = False
+    for line in lines:
+        if fmtp_re.match(line):
+            found = True
+            head, _, existing = line.partition(" ")
+            present = {k.lower() for k in parse_fmtp(existing)}
+            extra = [f"{k}={v}" for k, v in params.items() if k.lower() not in present]
+            if extra:
+                line = f"{head} {';'.join([existing, *extra]) if existing else ';'.join(extra)}"
+        out.append(line)
+    if not found:
+        rtpmap_re = re.compile(rf"^a=rtpmap:{pt} ", re.IGNORECASE)
+        for i, line in enumerate(out):
+            if rtpmap_re.match(line):
+                body = ";".join(f"{k}={v}" for k, v in params.items())
+                out.insert(i + 1, f"a=fmtp:{pt} {body}")
                 break
     return _join(out, eol, trailing)
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the media engine: ``python -m benchmarks`` (see ``benchmarks/README.md``)."""
