@@ -52,8 +52,10 @@ def _summary(name: str, times: list[float], failures: list[str]) -> dict[str, ob
         },
         "failures": failures[:10],
     }
-    print(f"\nSOAK {name}: {summary['recovered']}/{summary['tries']} recovered; "
-          f"recovery s: {summary['seconds']}")
+    print(
+        f"\nSOAK {name}: {summary['recovered']}/{summary['tries']} recovered; "
+        f"recovery s: {summary['seconds']}"
+    )
     existing = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     existing[name] = summary
     REPORT.write_text(json.dumps(existing, indent=2))
@@ -61,12 +63,12 @@ def _summary(name: str, times: list[float], failures: list[str]) -> dict[str, ob
 
 
 @pytest.mark.parametrize("fault", ["cut", "reset", "stall"])
-async def test_soak_websocket_faults_during_a_call(make_device: Callable[..., Device],
-                                                   gateway: Gateway, fault: str) -> None:
+async def test_soak_websocket_faults_during_a_call(
+    make_device: Callable[..., Device], gateway: Gateway, fault: str
+) -> None:
     proxy = await TcpProxy(gateway.port).start()
     try:
-        live: LiveCall = await _live_call(make_device, proxy,
-                                          max_call_signaling_timeout_ms=30_000)
+        live: LiveCall = await _live_call(make_device, proxy, max_call_signaling_timeout_ms=30_000)
         call = live.call
         assert call is not None
         log = EventLog(call, "reconnected", "disconnect")
@@ -118,13 +120,14 @@ async def _registered_call_works(alice: Device, bob: Device) -> None:
     await live.bob_calls[-1].wait_for("disconnect", timeout=10)
 
 
-async def test_soak_gateway_process_killed_and_restarted(make_token: Callable[..., str],
-                                                         loopback_media: None) -> None:
+async def test_soak_gateway_process_killed_and_restarted(
+    make_token: Callable[..., str], loopback_media: None
+) -> None:
     process = await GatewayProcess("edge-a").start()
-    alice = Device(make_token("alice"), chunderw=process.url,
-                   file_input_stream=ToneSource([ALICE_HZ]))
-    bob = Device(make_token("bob"), chunderw=process.url,
-                 file_input_stream=ToneSource([BOB_HZ]))
+    alice = Device(
+        make_token("alice"), chunderw=process.url, file_input_stream=ToneSource([ALICE_HZ])
+    )
+    bob = Device(make_token("bob"), chunderw=process.url, file_input_stream=ToneSource([BOB_HZ]))
     times: list[float] = []
     failures: list[str] = []
     try:
@@ -151,8 +154,10 @@ async def test_soak_gateway_process_killed_and_restarted(make_token: Callable[..
 
 
 async def test_soak_edge_failover(make_token: Callable[..., str], loopback_media: None) -> None:
-    edges = {"edge-a": await GatewayProcess("edge-a").start(),
-             "edge-b": await GatewayProcess("edge-b").start()}
+    edges = {
+        "edge-a": await GatewayProcess("edge-a").start(),
+        "edge-b": await GatewayProcess("edge-b").start(),
+    }
     urls = [edges["edge-a"].url, edges["edge-b"].url]
     device = Device(make_token("alice"), chunderw=urls)
     log = EventLog(device, "registered")
@@ -179,3 +184,42 @@ async def test_soak_edge_failover(make_token: Callable[..., str], loopback_media
             edge.kill()
     summary = _summary("edge-failover", times, failures)
     assert summary["recovery_rate"] == 1.0, summary
+
+
+async def test_soak_media_blackhole_and_restore(
+    make_device: Callable[..., Device], gateway: Gateway
+) -> None:
+    """The media path dies (every datagram dropped) and comes back: ICE restart heals it."""
+    from faults import NatSwitch
+    from test_ice_restart import ALICE_HZ as A_HZ
+    from test_ice_restart import BOB_HZ as B_HZ
+    from test_ice_restart import _call_through_nat, _hears
+
+    switch = NatSwitch()
+    try:
+        call, bob_call, alice_heard, bob_heard = await _call_through_nat(make_device, switch)
+        await _hears(bob_heard, A_HZ, 0)
+        log = EventLog(call, "reconnecting", "reconnected", "disconnect")
+        times: list[float] = []
+        failures: list[str] = []
+        for attempt in range(TRIES):
+            started = time.monotonic()
+            switch.blackholed = True
+            try:
+                await log.wait_for("reconnecting", count=attempt + 1, timeout=15)
+                switch.blackholed = False
+                await log.wait_for("reconnected", count=attempt + 1, timeout=30)
+                marks = len(alice_heard.pcm()), len(bob_heard.pcm())
+                await _hears(bob_heard, A_HZ, marks[1])
+                await _hears(alice_heard, B_HZ, marks[0])
+                times.append(time.monotonic() - started)
+            except (TimeoutError, AssertionError) as exc:
+                switch.blackholed = False
+                failures.append(f"try {attempt}: {type(exc).__name__} {exc}")
+                if call.status() == "closed":
+                    break
+        summary = _summary("media-blackhole-ice-restart", times, failures)
+        assert summary["recovery_rate"] == 1.0, summary
+        assert log.count("disconnect") == 0 and bob_call.status() == "open"
+    finally:
+        switch.close()
