@@ -49,6 +49,10 @@ class NattedPeerConnection(PeerConnection):
     async def create_offer(self, source: Any) -> str:
         return await self._through_nat(await super().create_offer(source))
 
+    async def create_answer(self, offer_sdp: str, source: Any) -> str:
+        answer = await super().create_answer(await self._through_nat(offer_sdp), source)
+        return await self._through_nat(answer)
+
     async def restart_ice_offer(self) -> str:
         return await self._through_nat(await super().restart_ice_offer())
 
@@ -67,15 +71,15 @@ async def switch() -> AsyncIterator[NatSwitch]:
 
 
 async def _call_through_nat(
-    make_device: DeviceFactory, switch: NatSwitch
+    make_device: DeviceFactory, switch: NatSwitch, natted_side: str = "alice"
 ) -> tuple[Call, Call, MemorySink, MemorySink]:
     def natted(config: Mapping[str, Any]) -> PeerConnection:
         return NattedPeerConnection(switch, ice_servers=list(config.get("iceServers") or []))
 
-    alice = make_device(
-        "alice", file_input_stream=ToneSource([ALICE_HZ]), rtc_peer_connection=natted
-    )
-    bob = make_device("bob", file_input_stream=ToneSource([BOB_HZ]))
+    alice_opts: dict[str, Any] = {"rtc_peer_connection": natted} if natted_side == "alice" else {}
+    bob_opts: dict[str, Any] = {"rtc_peer_connection": natted} if natted_side == "bob" else {}
+    alice = make_device("alice", file_input_stream=ToneSource([ALICE_HZ]), **alice_opts)
+    bob = make_device("bob", file_input_stream=ToneSource([BOB_HZ]), **bob_opts)
     bob_calls: list[Call] = []
     bob_heard, alice_heard = MemorySink(), MemorySink()
 
@@ -150,3 +154,19 @@ async def test_media_that_never_returns_ends_the_call(
     assert error.code == 53405 and error.original_error["code"] == 31003
     assert call.status() == "closed" and log.count("reconnected") == 0
     await bob_log.wait_for("disconnect", timeout=5)
+
+
+async def test_the_callee_side_restarts_too(make_device: DeviceFactory, switch: NatSwitch) -> None:
+    """A restart initiated by the callee leg: the gateway answers it the same way."""
+    call, bob_call, alice_heard, bob_heard = await _call_through_nat(make_device, switch, "bob")
+    await _hears(alice_heard, BOB_HZ, 0)
+    bob_log = EventLog(bob_call, "reconnecting", "reconnected", "disconnect")
+    alice_log = EventLog(call, "reconnecting", "disconnect")
+    switch.blackholed = True
+    await bob_log.wait_for("reconnecting", timeout=10)
+    switch.blackholed = False
+    await bob_log.wait_for("reconnected", timeout=20)
+    await _hears(alice_heard, BOB_HZ, len(alice_heard.pcm()))
+    await _hears(bob_heard, ALICE_HZ, len(bob_heard.pcm()))
+    assert bob_call.ice_restarts >= 1 and alice_log.names() == []
+    call.disconnect()
