@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from calltools import Listener
 from recorders import EventLog, eventually
 
 from softphone.audio_backends import MemorySink, ToneSource
 from softphone.audio_backends.analysis import detect_tone, rms_dbfs
 from softphone.audio_backends.base import SAMPLE_RATE
-from softphone.core.call import Call
 from softphone.core.device import Device
 from softphone.core.errors import InvalidArgumentError, InvalidStateError
 from softphone.gateway.server import Gateway
@@ -25,31 +25,10 @@ BOB_HZ = 1500.0
 DeviceFactory = Callable[..., Device]
 
 
-class Answerer:
-    """Bob's side: accept (or not) incoming calls and record what bob hears."""
-
-    def __init__(self, device: Device, *, accept: bool = True) -> None:
-        self.device = device
-        self.calls: list[Call] = []
-        self.heard = MemorySink()
-        self.auto_accept = accept
-        device.on("incoming", self._on_incoming)
-
-    def _on_incoming(self, call: Call) -> None:
-        self.calls.append(call)
-        call.on("accept", lambda c: c.get_remote_stream().add_sink(self.heard))
-        if self.auto_accept:
-            call.accept()
-
-    async def wait_call(self, count: int = 1) -> Call:
-        await eventually(lambda: len(self.calls) >= count)
-        return self.calls[count - 1]
-
-
-async def _pair(make_device: DeviceFactory, **options: Any) -> tuple[Device, Device, Answerer]:
+async def _pair(make_device: DeviceFactory, **options: Any) -> tuple[Device, Device, Listener]:
     alice = make_device("alice", file_input_stream=ToneSource([ALICE_HZ]), **options)
     bob = make_device("bob", file_input_stream=ToneSource([BOB_HZ]), **options)
-    answerer = Answerer(bob)
+    answerer = Listener(bob)
     await bob.register()
     return alice, bob, answerer
 
@@ -124,8 +103,8 @@ async def test_reject_ends_the_call_for_every_device_of_the_identity(
     make_device: DeviceFactory,
 ) -> None:
     alice = make_device("alice", file_input_stream=ToneSource([ALICE_HZ]))
-    bob1 = Answerer(make_device("bob"), accept=False)
-    bob2 = Answerer(make_device("bob"), accept=False)
+    bob1 = Listener(make_device("bob"), accept=False)
+    bob2 = Listener(make_device("bob"), accept=False)
     await asyncio.gather(bob1.device.register(), bob2.device.register())
     call = await alice.connect(params={"To": "client:bob"})
     log = EventLog(call, "error", "disconnect")
@@ -144,7 +123,7 @@ async def test_reject_ends_the_call_for_every_device_of_the_identity(
 
 async def test_reject_with_precise_errors_reports_decline(make_device: DeviceFactory) -> None:
     alice = make_device("alice", enable_improved_signaling_error_precision=True)
-    bob = Answerer(make_device("bob"), accept=False)
+    bob = Listener(make_device("bob"), accept=False)
     await bob.device.register()
     call = await alice.connect(params={"To": "client:bob"})
     log = EventLog(call, "error", "disconnect")
@@ -155,8 +134,8 @@ async def test_reject_with_precise_errors_reports_decline(make_device: DeviceFac
 
 async def test_ignore_lets_the_other_devices_ring(make_device: DeviceFactory) -> None:
     alice = make_device("alice", file_input_stream=ToneSource([ALICE_HZ]))
-    bob1 = Answerer(make_device("bob"), accept=False)
-    bob2 = Answerer(make_device("bob", file_input_stream=ToneSource([BOB_HZ])), accept=False)
+    bob1 = Listener(make_device("bob"), accept=False)
+    bob2 = Listener(make_device("bob", file_input_stream=ToneSource([BOB_HZ])), accept=False)
     await asyncio.gather(bob1.device.register(), bob2.device.register())
     call = await alice.connect(params={"To": "client:bob"})
     first, second = await bob1.wait_call(), await bob2.wait_call()
@@ -178,7 +157,7 @@ async def test_caller_gives_up_before_answer_cancels_the_callee(
     make_device: DeviceFactory,
 ) -> None:
     alice = make_device("alice")
-    bob = Answerer(make_device("bob"), accept=False)
+    bob = Listener(make_device("bob"), accept=False)
     await bob.device.register()
     bob_log = EventLog(bob.device, "incoming")
     call = await alice.connect(params={"To": "client:bob"})
@@ -224,7 +203,7 @@ async def test_digits_arrive_at_the_far_end(
     if not rfc4733:  # a media stack without telephone-event: the `dtmf` frame is used
         options["rtc_peer_connection"] = lambda config: PeerConnection(ice_servers=[], dtmf=False)
     alice = make_device("alice", **options)
-    bob = Answerer(make_device("bob"))
+    bob = Listener(make_device("bob"))
     await bob.device.register()
     call = await alice.connect(params={"To": "client:bob"})
     await call.wait_for("accept", timeout=10)
@@ -341,7 +320,7 @@ async def test_sounds_play_through_the_speaker_and_can_be_disabled(
     speaker = MemorySink()
     alice = make_device("alice", speaker=speaker, sounds={"disconnect": str(custom)})
     bob_speaker = MemorySink()
-    bob = Answerer(
+    bob = Listener(
         make_device("bob", speaker=bob_speaker, file_input_stream=ToneSource([BOB_HZ])),
         accept=False,
     )
