@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from softphone.audio_backends.base import AudioSink, AudioSource
@@ -201,25 +201,9 @@ class Call(EventEmitter):
             is_connect_token_call=reconnect_token is not None,
         )
 
-    def attach_stream(self, stream: PStream) -> None:
-        """Listen to ``stream`` (called again when the Device rebuilds its stream)."""
-        if self._stream is not None:
-            self._detach_stream()
-        self._stream = stream
-        stream.on("ringing", self._on_ringing)
-        stream.on("answer", self._on_answer)
-        stream.on("hangup", self._on_hangup)
-        stream.on("cancel", self._on_cancel)
-        stream.on("ack", self._on_ack)
-        stream.on("message", self._on_message)
-        stream.on("error", self._on_signaling_error)
-        stream.on("transportClose", self._on_transport_close)
-
-    def _detach_stream(self) -> None:
-        stream = self._stream
-        if stream is None:
-            return
-        for event, handler in (
+    def _stream_handlers(self) -> list[tuple[str, Callable[..., None]]]:
+        """The signaling events a Call listens to, and its handler for each."""
+        return [
             ("ringing", self._on_ringing),
             ("answer", self._on_answer),
             ("hangup", self._on_hangup),
@@ -228,7 +212,21 @@ class Call(EventEmitter):
             ("message", self._on_message),
             ("error", self._on_signaling_error),
             ("transportClose", self._on_transport_close),
-        ):
+        ]
+
+    def attach_stream(self, stream: PStream) -> None:
+        """Listen to ``stream`` (called again when the Device rebuilds its stream)."""
+        if self._stream is not None:
+            self._detach_stream()
+        self._stream = stream
+        for event, handler in self._stream_handlers():
+            stream.on(event, handler)
+
+    def _detach_stream(self) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        for event, handler in self._stream_handlers():
             stream.remove_listener(event, handler)
         self._stream = None
 
