@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from softphone.audio_backends.pipe import PcmPipe
 from softphone.gateway import media_bridge
 from softphone.gateway.connection import ClientConnection
 from softphone.media.peer_connection import PeerConnection
@@ -91,8 +90,6 @@ class Leg:
     pc: PeerConnection | None = None
     temp_sid: str | None = None
     """The caller's ``TJS…`` id, accepted in its frames until it learns the CallSid."""
-    inbox: PcmPipe = attrs.field(factory=PcmPipe)
-    """Audio this leg's client should hear (read by this leg's sender)."""
     detach_timer: asyncio.TimerHandle | None = None
     """Set while the leg's socket is gone and we wait for a reconnect ``invite``."""
 
@@ -273,7 +270,7 @@ class CallRouter:
         pc = self._new_pc()
         caller.pc = pc
         try:
-            sdp = await pc.create_answer(call.offer_sdp, caller.inbox)
+            sdp = await pc.create_answer(call.offer_sdp, None)
         except Exception as exc:
             log.warning("call %s: cannot answer caller: %s", call.sid, exc)
             await self._end(
@@ -326,7 +323,7 @@ class CallRouter:
             pc = self._new_pc()
             leg.pc = pc
             try:
-                sdp = await pc.create_offer(leg.inbox)
+                sdp = await pc.create_offer(None)
             except Exception as exc:
                 log.warning("call %s: cannot offer to %s: %s", call.sid, conn, exc)
                 await pc.close()
@@ -503,7 +500,6 @@ class CallRouter:
                 leg.detach_timer.cancel()
                 leg.detach_timer = None
             await _close_pc(leg)
-            leg.inbox.close()
         self._by_sid = {k: v for k, v in self._by_sid.items() if v[0] is not call}
         if call in self.calls:
             self.calls.remove(call)
@@ -517,7 +513,7 @@ class CallRouter:
         call, leg = found
         digits = dtmf.dtmf.replace("w", "")
         call.digits.extend(digits)
-        await self._relay_digits(call, leg, dtmf.dtmf)
+        self._spawn(self._relay_digits(call, leg, dtmf.dtmf))  # frames keep flowing meanwhile
 
     def _on_rfc4733(self, call: BridgedCall, leg: Leg, digit: str) -> None:
         call.digits.append(digit)
@@ -664,7 +660,7 @@ class CallRouter:
         pc = self._new_pc()
         taker.pc = pc
         try:
-            sdp = await pc.create_answer(invite.sdp, taker.inbox)
+            sdp = await pc.create_answer(invite.sdp, None)
         except Exception as exc:
             await _close_pc(taker)
             await conn.send(

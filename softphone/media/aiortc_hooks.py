@@ -664,13 +664,17 @@ class ReceiveShim:
             self._last_audio_pt = packet.payload_type
             audio = packet
         consumed = False
+        views: dict[bool, RtpTapPacket] = {}  # one view per kind, shared by the taps
         for entry in list(self._taps):
             consumed = consumed or entry.consume
             source = audio if entry.audio_only else packet
             if source is None:
                 continue
+            view = views.get(entry.audio_only)
+            if view is None:
+                view = views[entry.audio_only] = _tap_packet(source, arrival_time_ms)
             try:
-                entry.tap(_tap_packet(source, arrival_time_ms))
+                entry.tap(view)
             except Exception:
                 logger.exception("RTP tap failed")
         if consumed:
