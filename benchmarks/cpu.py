@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.harness import GatewayProcess, Path
+from benchmarks.harness import GatewayProcess, Path, stop_child
 
 PACKETS_PER_CALL_SECOND = 100  # 50 packets/s each way
 REAL_TIME_DELIVERY = 0.97
@@ -111,20 +111,7 @@ class _Endpoints:
         return await asyncio.wait_for(wait(), timeout)
 
     async def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await stop_child(self.proc, self._reader, timeout=30)
 
 
 async def measure(

@@ -30,6 +30,25 @@ from softphone.media.udp_relay import UdpRelay
 Path = str  # "ours" or "aiortc"
 
 
+async def stop_child(
+    proc: asyncio.subprocess.Process | None, reader: asyncio.Future[Any] | None, *, timeout: float
+) -> None:
+    """End a child that stops when its stdin closes (killed after ``timeout`` s), and its reader."""
+    if proc is None:
+        return
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+    if reader is not None:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
 class GatewayProcess:
     """A gateway in a child process (``--path ours`` or ``aiortc``)."""
 
@@ -58,20 +77,7 @@ class GatewayProcess:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await stop_child(self._proc, self._reader, timeout=10)
 
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None

@@ -134,7 +134,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve())
     except KeyboardInterrupt:
-        pass
+        return 0  # Ctrl-C is how a server is stopped
     except OSError as exc:
         print(
             f"softphone gateway: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
@@ -298,7 +298,7 @@ def _run_media_agent(args: argparse.Namespace) -> int:
     try:
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        pass
+        return 0  # Ctrl-C is how the agent is stopped
     except OSError as exc:
         print(
             f"softphone media-agent: cannot listen on {args.host}:{args.port}: {exc}",

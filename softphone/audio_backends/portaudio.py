@@ -212,6 +212,17 @@ class _RateConverter:
         return np.concatenate(parts) if parts else silence(0)
 
 
+def _start_stream(factory: Any, kind: str, name: str, **kwargs: Any) -> Any:
+    """Open and start a PortAudio stream of 16-bit samples; clear error if it cannot."""
+    try:
+        stream = factory(dtype="int16", blocksize=0, **kwargs)  # blocksize 0: PortAudio picks
+        stream.start()
+    except Exception as exc:
+        raise AudioDeviceError(f"cannot open PortAudio {kind} {name!r}: {exc}") from exc
+    _track_open(1)
+    return stream
+
+
 def _track_open(delta: int) -> None:
     global _open_streams
     with _open_lock:
@@ -244,22 +255,16 @@ class PortAudioSource:
         self._closed = False
         self.overflow_samples = 0
         self.underrun_samples = 0
-        try:
-            self._stream = sd.InputStream(
-                device=index,
-                samplerate=rate,
-                channels=channels,
-                dtype="int16",
-                blocksize=0,  # PortAudio's choice: the FIFO takes blocks of any size
-                latency=latency,
-                callback=self._callback,
-            )
-            self._stream.start()
-        except Exception as exc:
-            raise AudioDeviceError(
-                f"cannot open PortAudio input {self.device_name!r}: {exc}"
-            ) from exc
-        _track_open(1)
+        self._stream = _start_stream(
+            sd.InputStream,
+            "input",
+            self.device_name,
+            device=index,
+            samplerate=rate,
+            channels=channels,
+            latency=latency,
+            callback=self._callback,
+        )
 
     def _callback(self, indata: Any, frames: int, _time: Any, status: Any) -> None:
         if status:
@@ -342,22 +347,16 @@ class PortAudioSink:
         self.underruns = 0
         self.dropped_samples = 0
         self.samples_played = 0
-        try:
-            self._stream = sd.OutputStream(
-                device=index,
-                samplerate=rate,
-                channels=channels,
-                dtype="int16",
-                blocksize=0,  # PortAudio's choice: the FIFO takes blocks of any size
-                latency=latency,
-                callback=self._callback,
-            )
-            self._stream.start()
-        except Exception as exc:
-            raise AudioDeviceError(
-                f"cannot open PortAudio output {self.device_name!r}: {exc}"
-            ) from exc
-        _track_open(1)
+        self._stream = _start_stream(
+            sd.OutputStream,
+            "output",
+            self.device_name,
+            device=index,
+            samplerate=rate,
+            channels=channels,
+            latency=latency,
+            callback=self._callback,
+        )
 
     @property
     def buffered_samples(self) -> int:
