@@ -223,6 +223,15 @@ def _start_stream(factory: Any, kind: str, name: str, **kwargs: Any) -> Any:
     return stream
 
 
+def _stop_stream(stream: Any) -> None:
+    """Stop and close a stream from :func:`_start_stream`, releasing its open count."""
+    try:
+        stream.stop()
+        stream.close()
+    finally:
+        _track_open(-1)
+
+
 def _track_open(delta: int) -> None:
     global _open_streams
     with _open_lock:
@@ -305,11 +314,7 @@ class PortAudioSource:
                 return
             self._closed = True
             self._fifo.clear()
-        try:
-            self._stream.stop()
-            self._stream.close()
-        finally:
-            _track_open(-1)
+        _stop_stream(self._stream)
 
 
 class PortAudioSink:
@@ -401,8 +406,4 @@ class PortAudioSink:
                 return
             self._closed = True
             self._fifo.clear()
-        try:
-            self._stream.stop()
-            self._stream.close()
-        finally:
-            _track_open(-1)
+        _stop_stream(self._stream)

@@ -150,11 +150,10 @@ class Gateway:
         self.connections.add(conn)
         log.info("conn %d open from %s", conn.id, conn.remote)
         try:
-            async for frame in websocket:
-                conn.last_inbound = asyncio.get_running_loop().time()
-                await self._on_frame(conn, frame)
-        except ConnectionClosed:
-            pass
+            with contextlib.suppress(ConnectionClosed):  # a dropped socket ends the loop
+                async for frame in websocket:
+                    conn.last_inbound = asyncio.get_running_loop().time()
+                    await self._on_frame(conn, frame)
         finally:
             conn.closed = True
             self.connections.discard(conn)

@@ -42,6 +42,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from softphone.audio_backends.base import SAMPLE_RATE, AudioSink, AudioSource
+from softphone.audio_backends.null import NullSink
 from softphone.media import aiortc_hooks as hooks
 from softphone.media.opus import OpusSettings
 from softphone.media.packet_track import PacketTrack
@@ -107,17 +108,8 @@ def _mono_pcm(frame: av.AudioFrame) -> np.ndarray[Any, np.dtype[np.int16]]:
 log = logging.getLogger("softphone.media.peer_connection")
 
 
-class _NoSink:
-    """Stands in until a sink is set (nothing is pushed to the playout meanwhile)."""
-
-    def write(self, pcm: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-_NO_SINK = _NoSink()
+_NO_SINK = NullSink()
+"""Stands in until a sink is set (remote audio is dropped meanwhile)."""
 
 
 class PeerConnection:
