@@ -10,12 +10,11 @@ import pytest
 from softphone.signaling import messages as m
 from softphone.signaling.messages import C2S, S2C, MalformedMessage, decode, encode
 
-TRANSCRIPT = Path(__file__).resolve().parents[2] / "shared/reference/jssdk-wire-transcript.jsonl"
+TRANSCRIPT = Path(__file__).resolve().parent / "data" / "jssdk-wire-transcript.jsonl"
+"""Frames the official JS SDK 2.x sent and received against Twilio, recorded once."""
 
 
 def _transcript() -> list[dict[str, object]]:
-    if not TRANSCRIPT.exists():
-        pytest.skip(f"transcript not found at {TRANSCRIPT}")
     return [json.loads(line) for line in TRANSCRIPT.read_text().splitlines() if line.strip()]
 
 
