@@ -10,7 +10,14 @@ one (setup, quality) or in two load processes (CPU). Sections:
 * ``cpu``: gateway CPU seconds per bridged call-second at 1, 10 and 50 calls
   (forwarding), plus Opus <-> PCMU transcoding;
 * ``capacity``: the most concurrent bridged calls one gateway process keeps
-  in real time (bounded by what two cores can drive).
+  in real time (bounded by what two cores can drive);
+* ``abuse``: what hostile or careless clients cost everybody else: heartbeat
+  silence under a non-reading client, memory under huge ``dtmf`` frames, how
+  media-less calls end, connect latency during a bad-frame flood;
+* ``turn``: through a real coturn (``turnserver`` from apt): call setup with
+  a reachable TURN server (UDP, TCP, TLS) and an unreachable one, with and
+  without the ICE gathering bound, and recovery after coturn lost every
+  allocation (ICE restart).
 
 ``--quick`` runs a subset in about a minute; ``--sections`` picks sections.
 """
@@ -21,15 +28,17 @@ import argparse
 import asyncio
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
+from pathlib import Path as FsPath
 
-from benchmarks import cpu, quality
+from benchmarks import abuse, cpu, quality, turn
 from benchmarks.harness import Path
 from benchmarks.speech import speech_clip
 from softphone.media.aiortc_hooks import use_host_addresses
 
-SECTIONS = ("setup", "quality", "cpu", "capacity")
+SECTIONS = ("setup", "quality", "cpu", "capacity", "abuse", "turn")
 TARGETS = {
     "pesq_opus": 4.4,
     "pesq_pcmu": 3.95,
@@ -153,6 +162,45 @@ async def section_capacity(start: int, step: int, limit: int) -> None:
     print(f"Largest number of bridged calls kept in real time: {best} ({limit_note})")
 
 
+async def section_abuse(quick: bool) -> None:
+    log("abuse: each scenario against its own gateway process")
+    with tempfile.TemporaryDirectory(prefix="softphone-abuse-") as logs:
+        lines = await abuse.run(FsPath(logs), quick)
+    print("\nGateway under abuse (its defaults unless said; the gateway in its own process)")
+    for line in lines:
+        print(line)
+
+
+async def section_turn(quick: bool) -> None:
+    log("turn: coturn on its own loopback address, a gateway process, two devices")
+    setups, recoveries, restarts = await turn.run(quick)
+    table(
+        "Call setup through TURN, connect() to accept / to the first audio heard, ms (median,\n"
+        "min-max); gathering bound: aioice's own 5 s (before) or ours",
+        "scenario                 bound       accept (min-max)          first audio (min-max)",
+        (
+            f"{r.scenario:24} {r.bound:10} {ms(statistics.median(r.accept))} "
+            f"({ms(min(r.accept))}-{ms(max(r.accept))})  {ms(statistics.median(r.first_audio))} "
+            f"({ms(min(r.first_audio))}-{ms(max(r.first_audio))})"
+            for r in setups
+        ),
+    )
+    table(
+        "Recovery after coturn was killed and restarted mid-call (relay-only caller), s from the "
+        "kill",
+        "TURN  reconnecting  reconnected  audio back",
+        (
+            f"{r.transport:5} {r.reconnecting:12.2f} {r.reconnected:12.2f} {r.audio_back:11.2f}"
+            for r in recoveries
+        ),
+    )
+    print(
+        f"ICE restart over a live TURN/UDP path, restart offer to new path in use: median "
+        f"{ms(statistics.median(restarts))} ms (min {ms(min(restarts))}, max "
+        f"{ms(max(restarts))}, {len(restarts)} restarts)"
+    )
+
+
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.splitlines()[0] if __doc__ else None
@@ -188,6 +236,10 @@ async def main(argv: list[str] | None = None) -> None:
         )
     if "capacity" in sections and not args.quick:
         await section_capacity(start=40, step=20, limit=200)
+    if "abuse" in sections:
+        await section_abuse(args.quick)
+    if "turn" in sections:
+        await section_turn(args.quick)
     log(f"done in {time.monotonic() - started:.0f} s")
 
 

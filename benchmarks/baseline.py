@@ -13,11 +13,11 @@ nothing here is used outside the benchmarks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from softphone.audio_backends.pipe import PcmPipe
-from softphone.gateway import calls, media_bridge
+from softphone.gateway import media_bridge
 from softphone.media.peer_connection import PeerConnection
 
 
@@ -50,17 +50,20 @@ def _pcm_echo(pc: PeerConnection) -> PcmBridge:
     return PcmBridge([(pc, pc)])
 
 
-def install_gateway_baseline() -> None:
-    """Make this process' gateway bridge like aiortc alone would (see the module doc)."""
+def install_gateway_baseline() -> Callable[[], PeerConnection]:
+    """Make this process' gateway bridge like aiortc alone would (see the module doc).
 
-    def new_pc(self: Any) -> PeerConnection:
+    Returns the leg-media factory to give the Gateway (legs on aiortc's receive path).
+    """
+    media_bridge.bridge = _pcm_bridge  # type: ignore[assignment]
+    media_bridge.echo = _pcm_echo  # type: ignore[assignment]
+
+    def new_pc() -> PeerConnection:
         return PeerConnection(
             ice_servers=[], codec_preferences=("opus", "pcmu"), receive_path="aiortc"
         )
 
-    calls.CallRouter._new_pc = new_pc  # type: ignore[method-assign]
-    media_bridge.bridge = _pcm_bridge  # type: ignore[assignment]
-    media_bridge.echo = _pcm_echo  # type: ignore[assignment]
+    return new_pc
 
 
 def aiortc_device_pc(configuration: Mapping[str, Any], **options: Any) -> PeerConnection:

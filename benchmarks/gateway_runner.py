@@ -44,12 +44,14 @@ def _bridge_counters(gateway: Gateway) -> dict[str, int]:
 
 
 async def _serve(path: str) -> None:
+    leg_media = None
     if path == "aiortc":
         from benchmarks.baseline import install_gateway_baseline
 
-        install_gateway_baseline()
+        leg_media = install_gateway_baseline()
     use_host_addresses(["127.0.0.1"])
-    gateway = Gateway(AccountStore.dev(), GatewayConfig(port=0, heartbeat_interval_s=5.0))
+    config = GatewayConfig(port=0, heartbeat_interval_s=5.0)
+    gateway = Gateway(AccountStore.dev(), config, leg_media=leg_media)
     await gateway.start()
     print(json.dumps({"url": gateway.url}), flush=True)
     loop = asyncio.get_running_loop()

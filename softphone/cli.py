@@ -16,131 +16,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from softphone.cli_common import add_log_level, configure_logging
+from softphone.cli_gateway import add_gateway_parser
 from softphone.version import __version__
 
 log = logging.getLogger("softphone.cli")
-
-DEFAULT_PORT = 9443
-STATE_DIR = Path(os.environ.get("SOFTPHONE_HOME", Path.home() / ".softphone"))
-
-
-def _configure_logging(level: str) -> None:
-    from softphone.core.log import to_logging_level
-
-    logging.basicConfig(
-        level=to_logging_level(level),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def _add_log_level(parser: argparse.ArgumentParser, default: str = "info") -> None:
-    parser.add_argument(
-        "--log-level",
-        default=default,
-        choices=["trace", "debug", "info", "warn", "error", "silent"],
-        help=f"how much to log (JS logLevel names; default {default})",
-    )
-
-
-# -- gateway --------------------------------------------------------------------------------
-def _gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "gateway",
-        help="serve the signaling endpoint /signal (the role Twilio plays)",
-        description=(
-            "Serve the Twilio-compatible signaling protocol on /signal. Our SDK and the "
-            "official JS SDK (with the `chunderw` option pointing here) can register and "
-            "call each other through it. TLS is on by default with a self-signed "
-            "certificate made on first use; browsers must trust it or ignore errors."
-        ),
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--no-tls", action="store_true", help="serve plain ws:// (SDK tests only)")
-    p.add_argument("--cert", help="TLS certificate (PEM); generated when absent")
-    p.add_argument("--key", help="TLS private key (PEM); generated when absent")
-    p.add_argument("--edge", default="loopback", help="edge name reported in `connected`")
-    p.add_argument("--region", default="LOOPBACK", help="region reported in `connected`")
-    p.add_argument("--home", default="loopback", help="home reported in `connected`")
-    p.add_argument(
-        "--config",
-        help="accounts JSON file (else SOFTPHONE_API_KEY_* env, else the dev account)",
-    )
-    p.add_argument(
-        "--media-address",
-        default=None,
-        help="address media legs advertise (default: the --host address)",
-    )
-    _add_log_level(p)
-    p.set_defaults(func=_run_gateway)
-
-
-def _tls_paths(args: argparse.Namespace) -> tuple[str, str]:
-    from softphone.gateway.tls import generate_self_signed
-
-    if args.cert and args.key:
-        return args.cert, args.key
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    cert, key = STATE_DIR / "gateway-cert.pem", STATE_DIR / "gateway-key.pem"
-    if not cert.exists() or not key.exists():
-        print(f"generating a self-signed certificate in {STATE_DIR}", file=sys.stderr)
-        generate_self_signed(cert, key, hosts=("localhost", "127.0.0.1", args.host))
-    return str(cert), str(key)
-
-
-def _run_gateway(args: argparse.Namespace) -> int:
-    from softphone.gateway.accounts import load
-    from softphone.gateway.server import Gateway, GatewayConfig
-    from softphone.gateway.tls import server_ssl_context
-    from softphone.media.aiortc_hooks import use_host_addresses
-
-    _configure_logging(args.log_level)
-    try:
-        accounts = load(args.config)
-    except ValueError as exc:
-        print(f"softphone gateway: {exc}", file=sys.stderr)
-        return 2
-    ssl_context = None
-    if not args.no_tls:
-        cert, key = _tls_paths(args)
-        ssl_context = server_ssl_context(cert, key)
-    media_address = args.media_address or args.host
-    if media_address not in ("0.0.0.0", "::"):
-        use_host_addresses([media_address])
-    config = GatewayConfig(
-        host=args.host,
-        port=args.port,
-        ssl_context=ssl_context,
-        edge=args.edge,
-        region=args.region,
-        home=args.home,
-        media_host=media_address,
-    )
-
-    async def serve() -> None:
-        gateway = Gateway(accounts, config)
-        await gateway.start()
-        print(f"softphone gateway {__version__}: {gateway.url} (edge {args.edge})", flush=True)
-        print(f"clients use chunderw={gateway.host_port!r}; stop with Ctrl-C", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await gateway.stop()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        return 0  # Ctrl-C is how a server is stopped
-    except OSError as exc:
-        print(
-            f"softphone gateway: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
-        )
-        return 1
-    return 0
 
 
 # -- token ----------------------------------------------------------------------------------
@@ -162,16 +44,26 @@ def _token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _run_token(args: argparse.Namespace) -> int:
     from softphone.gateway.accounts import load
-    from softphone.gateway.tokens import mint_token
+    from softphone.gateway.tokens import identity_problem, mint_token
 
     try:
         accounts = load(args.config)
     except ValueError as exc:
         print(f"softphone token: {exc}", file=sys.stderr)
         return 2
+    problem = identity_problem(args.identity)
+    if problem is not None:
+        print(f"softphone token: {problem} (got {args.identity!r})", file=sys.stderr)
+        return 2
     key = accounts.default_key()
     account = accounts.account(key.account_sid)
     app = account.applications[0].sid if account and account.applications else None
+    if app is None:
+        print(
+            f"softphone token: account {key.account_sid} has no TwiML application: this "
+            "token can register and receive calls but not place them",
+            file=sys.stderr,
+        )
     print(mint_token(key, args.identity, ttl=args.ttl, outgoing_application_sid=app))
     return 0
 
@@ -192,14 +84,14 @@ def _demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--codec", choices=["opus", "pcmu"], default="opus", help="preferred codec")
     p.add_argument("--seconds", type=float, default=6.0, help="how long the call lasts")
     p.add_argument("--digits", default="1234#", help="DTMF alice sends during the call")
-    _add_log_level(p, default="warn")
+    add_log_level(p, default="warn")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from softphone.demo import DemoSettings, run_demo
 
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     settings = DemoSettings(
         input_path=args.input,
         output_path=args.output,
@@ -208,6 +100,63 @@ def _run_demo(args: argparse.Namespace) -> int:
         digits=args.digits,
     )
     return asyncio.run(run_demo(settings))
+
+
+# -- preflight ------------------------------------------------------------------------------
+def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "preflight",
+        help="one echo call: timings, ICE candidates, the media path used, audio round trip",
+        description=(
+            "Place one echo call and report signaling and setup time, the ICE candidates "
+            "gathered (host, srflx, relay; which TURN servers answered), the candidate "
+            "pair that carried the media, and whether a tone made the round trip. Without "
+            "--url an embedded gateway on 127.0.0.1 is used. Exit 0 when audio came back."
+        ),
+    )
+    p.add_argument("--url", help="signaling URL of the gateway (chunderw), with --token")
+    p.add_argument("--token", help="access token for --url (see `softphone token`)")
+    p.add_argument(
+        "--ca-file",
+        help="trust this certificate (PEM) for wss:// and turns:// (default: system store "
+        "or SSL_CERT_FILE)",
+    )
+    p.add_argument(
+        "--ice-servers",
+        metavar="JSON",
+        help="iceServers as JSON, or @FILE: a list, or the Tokens.json response of the REST API",
+    )
+    p.add_argument("--relay", action="store_true", help="relay-only (iceTransportPolicy relay)")
+    p.add_argument("--listen", type=float, default=5.0, help="seconds to wait for the echo")
+    add_log_level(p, default="warn")
+    p.set_defaults(func=_run_preflight)
+
+
+def _run_preflight(args: argparse.Namespace) -> int:
+    import ssl
+
+    from softphone.preflight import PreflightSettings, load_ice_servers, run_preflight
+
+    configure_logging(args.log_level)
+    if bool(args.url) != bool(args.token):
+        print("softphone preflight: give both --url and --token, or neither", file=sys.stderr)
+        return 2
+    try:
+        settings = PreflightSettings(
+            url=args.url,
+            token=args.token,
+            ice_servers=load_ice_servers(args.ice_servers) if args.ice_servers else [],
+            relay_only=args.relay,
+            ssl_context=ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None,
+            listen_s=args.listen,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"softphone preflight: {exc}", file=sys.stderr)
+        return 2
+    report = asyncio.run(run_preflight(settings))
+    for line in report.lines():
+        print(line, flush=True)
+    return 0 if report.ok else 1
 
 
 # -- media agent ----------------------------------------------------------------------------
@@ -257,7 +206,7 @@ def _media_agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="NAME=PATH",
         help="declare output file:NAME recording WAV (repeatable)",
     )
-    _add_log_level(p)
+    add_log_level(p)
     p.set_defaults(func=_run_media_agent)
 
 
@@ -267,7 +216,7 @@ def _run_media_agent(args: argparse.Namespace) -> int:
     from softphone.agent.runner import AgentSettings, build_agent, serve_forever
     from softphone.media.aiortc_hooks import use_host_addresses
 
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     settings = AgentSettings(
         host=args.host,
         port=args.port,
@@ -318,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"softphone {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _demo_parser(sub)
-    _gateway_parser(sub)
+    add_gateway_parser(sub)
     _token_parser(sub)
+    _preflight_parser(sub)
     _media_agent_parser(sub)
     return parser
 

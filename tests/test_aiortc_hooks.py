@@ -15,10 +15,14 @@ import sys
 from typing import Any
 
 import aioice
+import aioice.candidate
 import aioice.ice
+import aioice.stun
+import aioice.turn
 import aiortc
 import aiortc.codecs
 import aiortc.codecs.base
+import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import numpy as np
@@ -33,6 +37,7 @@ from aiortc.rtcrtpsender import RTCEncodedFrame
 from aiortc.rtp import RtpPacket
 
 from softphone.media import aiortc_hooks as hooks
+from softphone.media.ice_gathering import IceGatheringSettings
 from softphone.media.opus import OpusSettings
 from softphone.media.rfc4733 import (
     AudioTimeline,
@@ -81,6 +86,15 @@ def test_fence_aioice_get_host_addresses() -> None:
     assert _params(original) == ["use_ipv4", "use_ipv6"]
     # aioice looks it up as a module global at gathering time.
     assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+
+
+def test_fence_aioice_binds_host_candidates_through_its_asyncio_reference() -> None:
+    """The RTP port range swaps ``aioice.ice.asyncio``: aioice must still bind host
+    candidates with ``asyncio.get_running_loop().create_datagram_endpoint(..., (addr, 0))``."""
+    assert aioice.ice.asyncio is asyncio
+    source = inspect.getsource(aioice.ice.Connection.get_component_candidates)
+    assert "asyncio.get_running_loop()" in source
+    assert "local_addr=(address, 0)" in source
 
 
 def test_fence_codec_table_and_preference_filter() -> None:
@@ -191,6 +205,150 @@ async def test_fence_instance_attributes() -> None:
         await pc.close()
 
 
+def test_fence_ice_gathering() -> None:
+    """install_gathering wraps get_component_candidates and gathers TURN itself."""
+    assert _params(aioice.Connection.get_component_candidates) == [
+        "self",
+        "component",
+        "addresses",
+        "timeout",
+    ]
+    gather = inspect.getsource(aioice.Connection.gather_candidates)
+    assert "self.get_component_candidates(" in gather and "self.turn_server is None" in gather
+    component = inspect.getsource(aioice.Connection.get_component_candidates)
+    assert "if self.turn_server:" in component
+    assert "asyncio.wait(tasks, timeout=timeout)" in component
+    assert "self._protocols.append(relay_protocol)" in component
+    init = inspect.getsource(aioice.Connection.__init__)
+    assert "self._protocols: list[StunProtocol] = []" in init
+    assert "self._transport_policy = transport_policy" in init
+    assert set(_params(aioice.ice.relayed_candidate)) == {
+        "component",
+        "hide_related_address",
+        "protocol_factory",
+        "turn_server",
+        "turn_username",
+        "turn_password",
+        "turn_ssl",
+        "turn_transport",
+    }
+    assert "ssl=turn_ssl" in inspect.getsource(aioice.ice.relayed_candidate)
+    ssl_param = inspect.signature(aioice.turn.create_turn_endpoint).parameters["ssl"]
+    assert "SSLContext" in str(ssl_param.annotation)  # an SSLContext passes straight through
+    assert _params(aioice.ice.StunProtocol.__init__) == ["self", "receiver"]
+    assert _params(aioice.candidate.candidate_priority) == [
+        "candidate_component",
+        "candidate_type",
+        "local_pref",
+    ]
+
+
+def test_fence_turn_close() -> None:
+    """close_peer_connection cancels a TURN transport's pending deletion task."""
+    assert "self.__close_task = asyncio.create_task(self._close())" in inspect.getsource(
+        aioice.turn.TurnTransport.close
+    )
+    assert "await self.__inner_protocol.delete()" in inspect.getsource(
+        aioice.turn.TurnTransport._close
+    )
+    delete = inspect.getsource(aioice.turn.TurnClientMixin.delete)
+    assert delete.index("finally:") < delete.index("self.transport.close()")
+
+
+def test_fence_triggered_checks() -> None:
+    """install_triggered_checks wraps check_incoming and reads a Transaction's address."""
+    assert _params(aioice.Connection.check_incoming) == ["self", "message", "addr", "protocol"]
+    assert "self.check_incoming(message, addr, protocol)" in inspect.getsource(
+        aioice.Connection.request_received
+    )
+    init = inspect.getsource(aioice.stun.Transaction.__init__)
+    assert "self.__addr = addr" in init and "self.__request = request" in init
+    assert "self.transactions[request.transaction_id] = transaction" in inspect.getsource(
+        aioice.ice.StunProtocol.request
+    )
+    assert _params(aioice.ice.StunProtocol.send_stun) == ["self", "message", "addr"]
+
+
+def test_fence_ice_restart() -> None:
+    """IceRestarter owns the ICE transport's _recv/_send and swaps its connection."""
+    init = inspect.getsource(RTCIceTransport.__init__)
+    assert "self._recv = self._connection.recv" in init
+    assert "self._send = self._connection.send" in init
+    assert "self.__monitor_task" in init
+    assert callable(RTCIceTransport._monitor)
+    assert callable(RTCIceTransport._RTCIceTransport__setState)  # type: ignore[attr-defined]
+    stop = inspect.getsource(RTCIceTransport.stop)
+    assert stop.index('self.__setState("closed")') < stop.index("self._connection.close()")
+    assert "self.transport._recv()" in inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self.transport._send(data)" in inspect.getsource(RTCDtlsTransport._write_ssl)
+    assert "self.transport._send(data)" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "self._connection = Connection(" in inspect.getsource(
+        aiortc.rtcicetransport.RTCIceGatherer.__init__
+    )
+    assert "ConnectionError" in inspect.getsource(RTCDtlsTransport._RTCDtlsTransport__run)  # type: ignore[attr-defined]
+
+
+async def test_restarter_is_in_place_before_the_first_connect() -> None:
+    """A read left pending on the first connection would die with it (issue 17)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio")
+        restarter = hooks.configure_ice(pc, IceGatheringSettings(relay_only=True))
+        ice = pc.getTransceivers()[0].receiver.transport.transport
+        assert ice._recv == restarter._recv and ice._send == restarter._send
+        assert hooks.ice_restarter(pc) is restarter
+        with pytest.raises(RuntimeError, match="already configured"):
+            hooks.configure_ice(pc, IceGatheringSettings())
+        assert restarter.settings.relay_only
+    finally:
+        await pc.close()
+
+
+async def test_a_peer_check_resends_our_check_towards_it_once() -> None:
+    """install_triggered_checks: the in-progress check to that address goes out again now."""
+    connection = aioice.Connection(ice_controlling=False)
+    connection.remote_username, connection.remote_password = "peer", "peer-password-1234567890"
+    hooks.install_triggered_checks(connection)
+
+    class Protocol:
+        local_candidate = aioice.Candidate(
+            foundation="f",
+            component=1,
+            transport="udp",
+            priority=1,
+            host="127.0.0.1",
+            port=1,
+            type="host",
+        )
+
+        def __init__(self) -> None:
+            self.transactions: dict[bytes, aioice.stun.Transaction] = {}
+            self.sent: list[tuple[aioice.stun.Message, tuple[str, int]]] = []
+
+        def send_stun(self, message: aioice.stun.Message, addr: tuple[str, int]) -> None:
+            self.sent.append((message, addr))
+
+        async def request(self, *args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(3600)  # our own new checks stay in progress
+
+    protocol = Protocol()
+    peer, other = ("127.0.0.2", 5000), ("127.0.0.3", 5000)
+    ours = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+    unrelated = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+    protocol.transactions[ours.transaction_id] = aioice.stun.Transaction(ours, peer, protocol)
+    protocol.transactions[unrelated.transaction_id] = aioice.stun.Transaction(
+        unrelated, other, protocol
+    )
+    check = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+    check.attributes["PRIORITY"] = 1
+    try:
+        connection.check_incoming(check, peer, protocol)
+        connection.check_incoming(check, peer, protocol)
+        assert protocol.sent == [(ours, peer)]  # once, and only towards the checking peer
+    finally:
+        await connection.close()
+
+
 # ====================================================================== hook behaviour
 
 
@@ -204,6 +362,25 @@ def test_use_host_addresses_patches_and_restores() -> None:
     finally:
         hooks.use_host_addresses(None)
     assert aioice.ice.get_host_addresses is hooks._ORIGINAL_GET_HOST_ADDRESSES
+
+
+async def test_port_range_binds_host_candidates_in_range_and_restores() -> None:
+    hooks.use_host_addresses(["127.0.0.1"])
+    hooks.use_port_range((40100, 40103))
+    connections = [aioice.Connection(ice_controlling=True) for _ in range(5)]
+    try:
+        for connection in connections[:4]:
+            await connection.gather_candidates()
+        ports = sorted(c.port for conn in connections[:4] for c in conn.local_candidates)
+        assert ports == [40100, 40101, 40102, 40103]  # every port once, none outside
+        await connections[4].gather_candidates()  # the range is full: aioice logs and skips
+        assert connections[4].local_candidates == []
+    finally:
+        hooks.use_port_range(None)
+        hooks.use_host_addresses(None)
+        for connection in connections:
+            await connection.close()
+    assert aioice.ice.asyncio is asyncio
 
 
 def _is_te(codec: Any) -> bool:

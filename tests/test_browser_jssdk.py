@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures_turn import Coturn
 from jssdk_browser import (
     BrowserRunner,
     browser_unavailable,
@@ -46,7 +47,7 @@ from softphone.audio_backends.analysis import detect_tone
 from softphone.audio_backends.base import SAMPLE_RATE
 from softphone.core.call import Call
 from softphone.core.device import Device
-from softphone.gateway.accounts import AccountStore
+from softphone.gateway.accounts import DEV_ACCOUNT_SID, AccountStore
 from softphone.gateway.server import Gateway, GatewayConfig
 from softphone.gateway.tls import client_ssl_context, generate_self_signed, server_ssl_context
 
@@ -254,10 +255,10 @@ async def test_browser_device_registers_and_unregisters(
     assert runner.ready["sdk"].startswith("2.")
     assert await runner.call("register") == "registered"
     await runner.wait_event("registered", source="device")
-    assert len(gateway.presence.connections(BROWSER)) == 1
+    assert len(gateway.presence.connections(DEV_ACCOUNT_SID, BROWSER)) == 1
     assert await runner.call("unregister") == "unregistered"
     await runner.wait_event("unregistered", source="device")
-    assert list(gateway.presence.connections(BROWSER)) == []
+    assert list(gateway.presence.connections(DEV_ACCOUNT_SID, BROWSER)) == []
     names = [e["name"] for e in await runner.events() if e["source"] == "device"]
     assert names[:2] == ["registering", "registered"] and "error" not in names
 
@@ -347,3 +348,39 @@ async def test_browser_dtmf_reaches_python_as_rfc4733(
     await runner.wait_event("disconnect", call=index)
     await eventually(lambda: bool(gateway.calls.records))
     assert gateway.calls.records[-1]["digits"] == digits
+
+
+async def test_relay_only_browser_talks_to_python_through_coturn(
+    open_browser: OpenBrowser, python_device: Device, coturn: Coturn
+) -> None:
+    """Issue 17: the JS SDK with ``iceTransportPolicy: "relay"``, media through coturn.
+
+    coturn (``tests/fixtures_turn.py``) starts inside this test's network namespace; the
+    browser may only use its relay candidate, which reaches the gateway's host candidate.
+    """
+    answerer = PythonAnswerer(python_device)
+    await python_device.register()
+    runner = await open_browser()
+    rtc = {"iceServers": [coturn.ice_server("udp")], "iceTransportPolicy": "relay"}
+    index = await runner.call("connect", {"To": f"client:{PYTHON}"}, {"rtcConfiguration": rtc})
+    await runner.wait_event("accept", call=index)
+    python_call = await answerer.wait_call()
+    await eventually(lambda: python_call.status() == "open")
+    await _hears(answerer.heard, BROWSER_HZ, PYTHON_HZ)  # browser -> Python
+    first = await runner.call("stats", index)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    while True:  # Python -> browser
+        stats = await runner.call("stats", index)
+        inbound, before = stats["inbound"], (first["inbound"] or {}).get("packetsReceived", 0)
+        if inbound and inbound["packetsReceived"] >= before + 25 and inbound["audioLevel"]:
+            break
+        assert loop.time() < deadline, f"browser inbound RTP did not grow: {stats}"
+        await asyncio.sleep(0.2)
+    pair = stats["pair"]
+    assert pair["localType"] == "relay" and pair["local"].startswith(f"{coturn.host}:"), stats
+    assert pair["remote"].startswith("127.0.0.1:"), stats  # the gateway's own address
+    assert await runner.call("disconnect", index) == "closed"
+    await eventually(lambda: coturn.peer_usage() != [], timeout=15)  # logged on close
+    usage = coturn.peer_usage()[0]
+    assert usage.packets_from_peer >= 25 and usage.packets_to_peer >= 25, usage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 from softphone.cli import build_parser, main
 from softphone.core.device import Device
+from softphone.core.errors import TwilioError
 from softphone.gateway.accounts import AccountStore
 from softphone.gateway.server import Gateway, GatewayConfig
 from softphone.gateway.tls import client_ssl_context, generate_self_signed, server_ssl_context
@@ -62,12 +64,13 @@ async def test_device_registers_over_wss_with_a_generated_certificate(
     try:
         await trusted.register()  # a bare host:port means wss://, as in the JS SDK
         assert trusted.state == "registered"
-        untrusted_register = untrusted.register()
-        import asyncio
-
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(untrusted_register), 1.5)
-        assert 31000 in errors  # TLS failure surfaces as the JS SDK's socket error
+        with pytest.raises(TwilioError) as rejected:
+            await asyncio.wait_for(untrusted.register(), 15)  # rejects, no longer hangs
+        assert rejected.value.code == 53000
+        assert "certificate verify failed" in rejected.value.message
+        assert "SSL_CERT_FILE" in rejected.value.message  # and says how to fix it
+        assert untrusted.state == "unregistered"
+        assert 31000 in errors  # TLS failure surfaces as the JS SDK's socket error too
     finally:
         await trusted.destroy()
         await untrusted.destroy()

@@ -11,7 +11,7 @@ from recorders import EventLog, eventually
 
 from softphone.core.device import Device
 from softphone.core.errors import InvalidStateError, TwilioError
-from softphone.gateway.accounts import AccountStore, ApiKey
+from softphone.gateway.accounts import DEV_ACCOUNT_SID, AccountStore, ApiKey
 from softphone.gateway.server import Gateway, GatewayConfig
 from softphone.gateway.tokens import mint_token
 
@@ -28,12 +28,12 @@ async def test_register_then_unregister(
     assert device.identity == "alice"
     assert device.edge == "loopback" and device.home == "loopback"
     conn = next(iter(gateway.connections))
-    assert gateway.presence.is_registered("alice", conn)
+    assert gateway.presence.is_registered(DEV_ACCOUNT_SID, "alice", conn)
 
     await device.unregister()
     assert device.state == "unregistered"
     assert log.names() == ["registering", "registered", "unregistered"]
-    assert not gateway.presence.is_registered("alice", conn)
+    assert not gateway.presence.is_registered(DEV_ACCOUNT_SID, "alice", conn)
     with pytest.raises(InvalidStateError):
         await device.unregister()
 
@@ -50,9 +50,9 @@ async def test_several_devices_share_an_identity(
 ) -> None:
     first, second = make_device("bob"), make_device("bob")
     await asyncio.gather(first.register(), second.register())
-    assert len(gateway.presence.connections("bob")) == 2
+    assert len(gateway.presence.connections(DEV_ACCOUNT_SID, "bob")) == 2
     await first.unregister()
-    assert len(gateway.presence.connections("bob")) == 1
+    assert len(gateway.presence.connections(DEV_ACCOUNT_SID, "bob")) == 1
 
 
 async def test_token_will_expire_then_update_token(
@@ -99,7 +99,7 @@ async def test_reregisters_after_gateway_restart(
         try:
             await log.wait_for("registered", count=2, timeout=15)
             assert device.state == "registered"
-            assert second.presence.connections("alice")
+            assert second.presence.connections(DEV_ACCOUNT_SID, "alice")
         finally:
             await device.destroy()
             await second.stop()
@@ -114,7 +114,8 @@ async def test_update_token_with_a_new_identity_moves_presence(
     await device.register()
     device.update_token(make_token("carol"))
     await eventually(lambda: device.identity == "carol")
-    assert gateway.presence.connections("carol") and not gateway.presence.connections("alice")
+    assert gateway.presence.connections(DEV_ACCOUNT_SID, "carol")
+    assert not gateway.presence.connections(DEV_ACCOUNT_SID, "alice")
 
 
 async def test_destroy(make_device: Callable[..., Device]) -> None:
@@ -158,11 +159,16 @@ async def test_bad_tokens_get_their_codes(
     token, plain_code, precise_code = _bad_tokens(accounts)[case]
     device = make_device("alice", token=token, enable_improved_signaling_error_precision=precise)
     log = EventLog(device, "error", "registered")
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(TwilioError) as rejected:
         await asyncio.wait_for(device.register(), 5)
     (error,) = log.args("error")[0]
     assert isinstance(error, TwilioError)
+    assert rejected.value is error  # register() rejects with the token's own error
     assert error.code == (precise_code if precise else plain_code)
+    gateway_text = error.original_error["message"]  # type: ignore[index]
+    assert gateway_text and gateway_text in error.message  # the precise cause, in plain words
+    if error.code != precise_code:
+        assert f"code {precise_code}" in error.message
     assert log.count("registered") == 0
     assert device.state == "unregistered"
     assert device.stream is None  # the gateway's `close` stops the retry loop

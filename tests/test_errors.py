@@ -349,7 +349,8 @@ def test_device_auth_codes_rewritten_regardless_of_flag(
     err = device_error_from_signaling(raw, flag)
     assert type(err) is getattr(AuthorizationErrors, name)
     assert err.code == code
-    assert err.message == f"{name} ({code}): {_explanation(code)}"
+    assert err.message.startswith(f"{name} ({code}): {_explanation(code)}")  # the JS text
+    assert err.cause == f"server text (code {wire})"  # then the server's, naming its code
     assert err.original_error is raw
 
 
@@ -361,7 +362,8 @@ def test_device_other_precise_code(wire: int, flag: bool) -> None:
     expected = wire if flag else 53000
     assert err.code == expected
     assert type(err) is _cls(expected)
-    assert err.message == f"{_cls(expected).name} ({expected}): {_explanation(expected)}"
+    assert err.message.startswith(f"{_cls(expected).name} ({expected}): {_explanation(expected)}")
+    assert err.cause == ("server text" if flag else f"server text (code {wire})")
     assert err.original_error is raw
 
 
@@ -372,7 +374,8 @@ def test_device_known_non_precise_code(wire: int, flag: bool) -> None:
     err = device_error_from_signaling(raw, flag)
     assert type(err) is _cls(wire)
     assert err.code == wire
-    assert "server text" not in err.message
+    assert err.message.startswith(f"{_cls(wire).name} ({wire}): {_explanation(wire)}")
+    assert err.message.endswith("server text")
     assert err.original_error is raw
 
 
@@ -383,7 +386,9 @@ def test_device_unknown_code_is_signaling_connection_error(wire: int, flag: bool
     err = device_error_from_signaling(raw, flag)
     assert type(err) is SignalingErrors.ConnectionError
     assert err.code == 53000
-    assert err.message == f"ConnectionError (53000): {_explanation(53000)}"
+    assert err.message == (
+        f"ConnectionError (53000): {_explanation(53000)} Cause: overloaded (code {wire})"
+    )
     assert err.original_error is raw
 
 
@@ -416,12 +421,73 @@ def test_chk_092_device_31005_yields_31005() -> None:
     assert type(err) is GeneralErrors.ConnectionError
 
 
-def test_chk_093_device_message_ignores_server_text() -> None:
+def test_chk_093_device_message_is_the_explanation_then_the_server_text_as_cause() -> None:
+    """JS prints only the explanation; we keep that prefix and append the server's text."""
     raw = {"code": 31005, "message": "foobar"}
     err = device_error_from_signaling(raw, False)
-    assert err.message == f"ConnectionError (31005): {GeneralErrors.ConnectionError.explanation}"
-    assert "foobar" not in err.message
+    explanation = GeneralErrors.ConnectionError.explanation
+    assert err.message == f"ConnectionError (31005): {explanation} Cause: foobar"
+    assert err.cause == "foobar"
     assert err.original_error is raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "flag", "message"),
+    [
+        (
+            {"code": 31202, "message": "Access token signature validation failed"},
+            False,
+            "ConnectionError (53000): The signaling connection to the voice service reported "
+            "a failure. Cause: Access token signature validation failed (code 31202)",
+        ),
+        (
+            {"code": 31202, "message": "Access token signature validation failed"},
+            True,
+            "AccessTokenSignatureValidationFailed (31202): The signature on the access token "
+            "could not be verified. Cause: Access token signature validation failed",
+        ),
+        (
+            {"code": 31204},
+            False,
+            "AccessTokenInvalid (20101): The access token was rejected "
+            "because it could not be validated. Cause: server error code 31204",
+        ),
+        (
+            {"code": 31204, "message": "x"},
+            True,
+            "AccessTokenInvalid (20101): The access token "
+            "was rejected because it could not be validated. Cause: x (code 31204)",
+        ),
+        (
+            {"code": 31005, "message": "  "},
+            False,
+            f"ConnectionError (31005): {GeneralErrors.ConnectionError.explanation}",
+        ),
+    ],
+)
+def test_device_error_names_the_precise_cause_whatever_the_flag(
+    raw: dict[str, Any], flag: bool, message: str
+) -> None:
+    assert device_error_from_signaling(raw, flag).message == message
+
+
+def test_server_cause_is_bounded() -> None:
+    err = device_error_from_signaling({"code": 31005, "message": "x" * 100_000}, False)
+    assert err.cause is not None and len(err.cause) == 500
+
+
+def test_cause_formatting_and_round_trip() -> None:
+    err = GeneralErrors.ConnectionError("no stop", cause="why")
+    assert err.message == "ConnectionError (31005): no stop. Cause: why"
+    assert GeneralErrors.UnknownError(cause="why").message.endswith(
+        "failed in a way no more specific error describes. Cause: why"
+    )
+    assert AuthorizationErrors.InvalidJWTTokenError(cause="why").message == (
+        "InvalidJWTTokenError (31204): why"
+    )
+    for clone in (pickle.loads(pickle.dumps(err)), copy.copy(err)):
+        assert clone.message == err.message
+        assert clone.cause == "why"
 
 
 def test_device_integral_float_code_accepted() -> None:

@@ -7,7 +7,9 @@ import pytest
 from softphone.media.sdp import (
     CodecInfo,
     OpusFmtp,
+    advertise_address,
     apply_codec_preferences,
+    candidate_types,
     has_telephone_event,
     ice_credentials,
     negotiated_codec,
@@ -238,3 +240,32 @@ def test_opus_fmtp() -> None:
 
 def test_parse_fmtp() -> None:
     assert parse_fmtp("a=1; b=2;;0-15") == {"a": "1", "b": "2", "0-15": ""}
+
+
+NAT_SDP = (
+    "v=0\r\n"
+    "o=- 1 1 IN IP4 0.0.0.0\r\n"
+    "s=-\r\n"
+    "t=0 0\r\n"
+    "m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n"
+    "c=IN IP4 10.0.0.5\r\n"
+    "a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\n"
+    "a=candidate:2 1 udp 1694498815 198.51.100.9 40001 typ srflx raddr 10.0.0.5 rport 40000\r\n"
+    "a=candidate:3 1 udp 16777215 203.0.113.7 50000 typ relay raddr 10.0.0.5 rport 40000\r\n"
+    "a=end-of-candidates\r\n"
+)
+
+
+def test_advertise_address_rewrites_host_candidates_and_c_line_only() -> None:
+    out = advertise_address(NAT_SDP, "192.0.2.44")
+    assert "a=candidate:1 1 udp 2130706431 192.0.2.44 40000 typ host\r\n" in out
+    assert "c=IN IP4 192.0.2.44\r\n" in out
+    assert "198.51.100.9 40001 typ srflx raddr 10.0.0.5" in out
+    assert "203.0.113.7 50000 typ relay" in out
+    assert "10.0.0.5 40000 typ host" not in out
+    assert out.count("\r\n") == NAT_SDP.count("\r\n")
+
+
+def test_candidate_types_in_order() -> None:
+    assert candidate_types(NAT_SDP) == ["host", "srflx", "relay"]
+    assert candidate_types("v=0\r\nm=audio 9 RTP/AVP 0\r\n") == []

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from softphone.audio_backends.base import SAMPLE_RATE, Pcm
-from softphone.media.peer_connection import PeerConnection, ice_servers_to_aiortc
+from softphone.media.peer_connection import PeerConnection
 from softphone.media.source_track import SourceTrack
 
 pytestmark = pytest.mark.usefixtures("loopback_media")
@@ -115,14 +115,18 @@ async def call(
         await b.close()
 
 
-def test_ice_servers_are_explicit() -> None:
-    assert ice_servers_to_aiortc(None) == [] and ice_servers_to_aiortc([]) == []
-    (turn,) = ice_servers_to_aiortc(
-        [{"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"}]
-    )
-    assert (turn.urls, turn.username, turn.credential) == (["turn:127.0.0.1:3478"], "u", "p")
-    with pytest.raises(ValueError):
-        ice_servers_to_aiortc([{"username": "u"}])
+async def test_ice_servers_are_explicit() -> None:
+    """No ICE servers means host candidates only, never aiortc's public STUN default."""
+    pc = PeerConnection(ice_servers=None)
+    try:
+        await pc.create_offer(SineSource(TONE_A))
+        assert pc.rtc_configuration.stun_server is None
+        assert pc.rtc_configuration.turn_servers == ()
+        assert pc.ice_gathering is not None and set(pc.ice_gathering.candidate_types) == {"host"}
+    finally:
+        await pc.close()
+    with pytest.raises(ValueError, match="urls"):
+        PeerConnection(ice_servers=[{"username": "u"}])
 
 
 class CountingSource(SineSource):

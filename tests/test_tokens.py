@@ -15,6 +15,7 @@ from softphone.gateway.accounts import AccountStore, ApiKey, Application
 from softphone.gateway.tokens import (
     TokenError,
     VerifiedToken,
+    identity_problem,
     mint_token,
     verify_token,
 )
@@ -235,6 +236,10 @@ def test_missing_required_claim_31204(store: AccountStore, claim: str) -> None:
     [
         {"exp": "tomorrow"},
         {"exp": True},
+        {"exp": 10**400},  # valid JSON, no float: must not raise OverflowError
+        {"exp": -(10**400)},
+        {"nbf": 10**400},
+        {"iat": 10**400},
         {"nbf": "now"},
         {"iss": 7},
         {"grants": "all"},
@@ -329,6 +334,20 @@ def test_invalid_identity_31105(store: AccountStore, identity: object) -> None:
     if identity is not None:
         grants["identity"] = identity
     assert code_of(craft(claims(grants=grants)), store) == 31105
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [None, "", "a" * 122, "alice@example.com", "bob smith", "alice\n", "a-b", 17, "A_9", "a" * 121],
+)
+def test_identity_rule_is_the_one_verify_applies(store: AccountStore, identity: object) -> None:
+    """``identity_problem`` (used by ``softphone token``) refuses exactly what the gateway does."""
+    grants: dict[str, Any] = {"voice": {}, "identity": identity}
+    token = craft(claims(grants=grants))
+    if identity_problem(identity) is None:
+        assert verify_token(token, store, now=NOW).identity == identity
+    else:
+        assert code_of(token, store) == 31105
 
 
 def test_identity_of_121_chars_is_accepted(store: AccountStore) -> None:

@@ -448,11 +448,21 @@ class Call(EventEmitter):
         options = self._device.options
         config = dict(options.rtc_configuration)
         config.update(rtc_configuration or {})
-        pc = self._device.create_peer_connection(config)
+        try:
+            pc = self._device.create_peer_connection(config)
+        except Exception as exc:  # e.g. ValueError: an invalid rtcConfiguration
+            log.warning("creating the peer connection failed: %s", exc)
+            self.emit("error", MediaErrors.ClientLocalDescFailed(str(exc), exc))
+            if self.direction is CallDirection.INCOMING:
+                self._hangup_and_close(message="Failed to answer: " + str(exc))
+            else:
+                self._close(emit_disconnect=True)
+            return
         self._pc = pc
         pc.muted = self._muted
         pc.set_remote_sink(self._remote)
         pc.on_dtmf = self._on_dtmf_received
+        pc.on_ice_gathering_failure = self._on_ice_gathering_failure
         if self.direction is CallDirection.INCOMING:
             await self._answer_incoming(pc, source)
         else:
@@ -461,6 +471,21 @@ class Call(EventEmitter):
     def _on_dtmf_received(self, digit: str) -> None:
         """A digit arrived as RFC 4733 from the far end (Python-only event ``dtmf``)."""
         self.emit("dtmf", digit)
+
+    def _on_ice_gathering_failure(self, reason: str) -> None:
+        """An offer or answer went out with no ICE candidate (JS ``IceGatheringFailed``).
+
+        Event ``warning("ice-gathering-state", {"reason": "none"|"timeout"})``: the
+        name and reasons the JS SDK reports this with. No media can flow, so once
+        the call is open the media watcher reconnects (53405) and every ICE
+        restart gathers again.
+        """
+        log.warning(
+            "call %s: ICE gathering failed (%s)",
+            self.call_sid or self.outbound_connection_id,
+            reason,
+        )
+        self.emit("warning", "ice-gathering-state", {"reason": reason})
 
     async def _offer_outgoing(self, pc: PeerConnection, source: AudioSource) -> None:
         try:
@@ -575,6 +600,7 @@ class Call(EventEmitter):
         self.emit("warning", "ice-connectivity-lost", {})
         self.emit("reconnecting", MediaErrors.ConnectionError("Media connection failed."))
         self._restart_task = asyncio.ensure_future(self._restart_loop())
+        self._restart_task.add_done_callback(self._task_done)
 
     async def _restart_loop(self) -> None:
         """ICE restarts until media flows again (or the 30 s give-up ends the call)."""
@@ -819,7 +845,7 @@ class Call(EventEmitter):
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("call task failed", exc_info=task.exception())
+            log.error("call task failed (31000 UnknownError)", exc_info=task.exception())
 
     def __repr__(self) -> str:
         return (

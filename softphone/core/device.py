@@ -5,6 +5,11 @@ or ``connect()``), the registration state machine
 (unregistered → registering → registered, and destroyed), the token lifecycle
 (``tokenWillExpire``), and the bookkeeping of calls: pending incoming calls in
 :attr:`Device.calls`, at most one active call.
+
+Safe by default: ``wss://`` gateways are verified against the system trust store (or
+``SSL_CERT_FILE``) unless an ``ssl_context`` is given, and ``register()`` /
+``connect()`` never wait forever for signaling: they reject with a ``TwilioError``
+whose message names the cause (see :meth:`Device.register`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ import base64
 import enum
 import json
 import logging
+import math
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
+
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
 
 from softphone.audio_backends.base import AudioSource
 from softphone.core.audio_helper import AudioHelper
@@ -25,6 +34,8 @@ from softphone.core.errors import (
     ClientErrors,
     InvalidArgumentError,
     InvalidStateError,
+    SignalingErrors,
+    TwilioError,
     device_error_from_signaling,
 )
 from softphone.core.events import EventEmitter
@@ -33,6 +44,8 @@ from softphone.core.options import DeviceOptions
 from softphone.core.sounds import SoundBoard
 from softphone.media.peer_connection import PeerConnection
 from softphone.plugins.manager import SoftphonePluginManager
+from softphone.signaling.edge_walk import SocketState
+from softphone.signaling.failures import target_of
 from softphone.signaling.messages import Connected, Invite
 from softphone.signaling.pstream import PStream
 from softphone.signaling.regions import (
@@ -99,6 +112,10 @@ class Device(EventEmitter):
         self._state = DeviceState.UNREGISTERED
         self._stream: PStream | None = None
         self._stream_connected: asyncio.Future[None] | None = None
+        self._connect_waiters = 0
+        self._server_error: TwilioError | None = None
+        """The last error a server ``error`` frame raised on this stream (for rejections)."""
+        self._destroying = False
         self._edge: str | None = None
         self._home: str | None = None
         self._region: str | None = None
@@ -206,9 +223,17 @@ class Device(EventEmitter):
         )
         edge = list(options.edge) if isinstance(options.edge, tuple) else options.edge
         try:
-            return signaling_urls(signaling_hosts(edge=edge, chunderw=chunderw))
+            urls = signaling_urls(signaling_hosts(edge=edge, chunderw=chunderw))
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from exc
+        for url in urls:
+            try:
+                parse_uri(url)
+                if not urllib.parse.urlsplit(url).hostname:
+                    raise InvalidURI(url, "no host")
+            except (InvalidURI, ValueError) as exc:
+                raise InvalidArgumentError(f"Bad signaling URL {url!r}: {exc}") from exc
+        return urls
 
     def update_token(self, token: str) -> None:
         """Use ``token`` from now on; sends ``listen`` at once if a stream exists."""
@@ -222,7 +247,24 @@ class Device(EventEmitter):
 
     # -- registration ------------------------------------------------------------------
     async def register(self) -> None:
-        """Register for incoming calls; resolves once the gateway says ``ready``."""
+        """Register for incoming calls; resolves once the gateway says ``ready``.
+
+        Never waits forever. Rejects with a ``TwilioError`` (and leaves the Device
+        ``unregistered``):
+
+        * the token's own error when the gateway refuses the token: 20101, 20104, 20151,
+          or 53000 naming the precise cause (e.g. 31202 "Access token signature
+          validation failed") unless ``enable_improved_signaling_error_precision``
+          surfaces the precise class;
+        * ``SignalingErrors.ConnectionError`` (53000) with the cause in its message when
+          signaling cannot be established: as soon as every signaling URL has failed once
+          (refused, unresolvable host, certificate or TLS failure, an HTTP answer instead
+          of a WebSocket, no socket within the 5 s connect timeout), and at the latest
+          ``signaling_connect_timeout_ms`` (default 15 s) after the call without
+          ``connected`` and ``ready``.
+
+        The JS SDK's per-socket ``error`` events (31000, 31005) are emitted as well.
+        """
         if self._state is DeviceState.DESTROYED:
             raise InvalidStateError("Device has been destroyed.")
         if self._state is not DeviceState.UNREGISTERED:
@@ -230,18 +272,38 @@ class Device(EventEmitter):
                 f'Attempt to register when device is in state "{self._state}". '
                 f'Must be "{DeviceState.UNREGISTERED}".'
             )
+        loop = asyncio.get_running_loop()
+        deadline = self._signaling_deadline()
         self._should_reregister = False
+        self._server_error = None
         self._set_state(DeviceState.REGISTERING)
-        outcome = self._state_outcome(DeviceState.REGISTERED, DeviceState.UNREGISTERED)
+        outcome = self._state_outcome(
+            DeviceState.REGISTERED, DeviceState.UNREGISTERED, self._registration_failure
+        )
         try:
-            await self._ensure_stream_connected()
+            stream = await self._ensure_stream_connected(deadline)
         except BaseException:
             outcome.cancel()
-            self._set_state(DeviceState.UNREGISTERED)
+            self._end_registering()
             raise
         self._send_presence(True)
         self._start_refresh()
-        await outcome
+        try:
+            await asyncio.wait_for(asyncio.shield(outcome), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            outcome.cancel()
+            self._stop_refresh()
+            self._should_reregister = False
+            self._send_presence(False)  # the app was told it failed: no late registration
+            self._end_registering()
+            raise self._server_error or SignalingErrors.ConnectionError(
+                cause=f"{_target(stream)} did not confirm the registration (no `ready`) "
+                f"within {self._signaling_limit_s():g} s"
+            ) from None
+        except BaseException:
+            outcome.cancel()
+            self._should_reregister = False  # rejected: stays unregistered until asked again
+            raise
 
     async def unregister(self) -> None:
         """Stop receiving calls; resolves once the gateway says ``offline``."""
@@ -261,9 +323,30 @@ class Device(EventEmitter):
         self._send_presence(False)
         await offline
 
-    def _state_outcome(self, success: DeviceState, failure: DeviceState) -> asyncio.Future[None]:
-        """A future resolved when the state becomes ``success``, failed on ``failure``."""
+    def _end_registering(self) -> None:
+        """Back to ``unregistered`` after a failed register() (not after destroy())."""
+        if self._state is DeviceState.REGISTERING:
+            self._set_state(DeviceState.UNREGISTERED)
+
+    def _registration_failure(self) -> BaseException:
+        """Why a registration in progress ended ``unregistered`` instead of ``registered``."""
+        if self._destroying:
+            return InvalidStateError("Device has been destroyed.")
+        if self._server_error is not None:
+            return self._server_error
+        last = self._stream.transport.last_failure if self._stream is not None else None
+        return SignalingErrors.ConnectionError(
+            cause="signaling went offline before the gateway confirmed the registration"
+            + (f" ({last})" if last else "")
+        )
+
+    def _state_outcome(
+        self, success: DeviceState, failure: DeviceState, error: Callable[[], BaseException]
+    ) -> asyncio.Future[None]:
+        """A future resolved when the state becomes ``success``, failed with ``error()``
+        when it becomes ``failure``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_consume_exception)
 
         def on_success() -> None:
             cleanup()
@@ -273,9 +356,7 @@ class Device(EventEmitter):
         def on_failure() -> None:
             cleanup()
             if not future.done():
-                future.set_exception(
-                    InvalidStateError(f"Device went {failure} before becoming {success}")
-                )
+                future.set_exception(error())
 
         def cleanup() -> None:
             self.off(str(success), on_success)
@@ -293,6 +374,7 @@ class Device(EventEmitter):
     def _start_refresh(self) -> None:
         self._stop_refresh()
         self._refresh_task = asyncio.create_task(self._refresh_loop())
+        self._refresh_task.add_done_callback(_log_failure("registration refresh"))
 
     def _stop_refresh(self) -> None:
         if self._refresh_task is not None:
@@ -311,12 +393,64 @@ class Device(EventEmitter):
         self.emit(str(state))
 
     # -- signaling stream --------------------------------------------------------------
-    async def _ensure_stream_connected(self) -> PStream:
+    def _signaling_limit_s(self) -> float:
+        return float(self._options.signaling_connect_timeout_ms) / 1000
+
+    def _signaling_deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self._signaling_limit_s()
+
+    async def _ensure_stream_connected(self, deadline: float) -> PStream:
+        """The stream once it has said ``connected`` (created if needed), or a rejection.
+
+        Gives up (and destroys the never-connected stream, so the next call starts a
+        fresh edge walk) when every URL has failed once, when ``deadline`` (loop time)
+        passes, or when the gateway sends ``close``; see :meth:`register`.
+        """
         if self._stream is None:
             self._create_stream()
-        assert self._stream is not None and self._stream_connected is not None
-        await asyncio.shield(self._stream_connected)
-        return self._stream
+        stream, connected = self._stream, self._stream_connected
+        assert stream is not None and connected is not None
+        if not connected.done():
+            self._connect_waiters += 1
+            try:
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                await asyncio.wait_for(asyncio.shield(connected), remaining)
+            except TimeoutError:
+                self._fail_stream(stream, self._server_error or self._timeout_error(stream))
+            finally:
+                self._connect_waiters -= 1
+        await connected
+        return stream
+
+    def _timeout_error(self, stream: PStream) -> TwilioError:
+        transport, limit = stream.transport, self._signaling_limit_s()
+        if transport.state is SocketState.OPEN:
+            cause = f"{_target(stream)} accepted the WebSocket but sent no `connected` within"
+            cause += f" {limit:g} s"
+        elif transport.last_failure:
+            cause = f"no signaling connection within {limit:g} s; last: {transport.last_failure}"
+        else:
+            cause = f"no signaling connection to {_target(stream)} within {limit:g} s"
+        return SignalingErrors.ConnectionError(cause=cause)
+
+    def _on_stream_transport_close(self) -> None:
+        """A socket failed or closed: give up once every URL has failed while someone waits."""
+        stream, connected = self._stream, self._stream_connected
+        if stream is None or connected is None or connected.done() or not self._connect_waiters:
+            return
+        transport = stream.transport
+        if transport.failures < len(transport.uris):
+            return
+        cause = transport.last_failure or "the signaling socket closed"
+        if len(transport.uris) > 1:
+            cause = f"all {len(transport.uris)} signaling URLs failed; the last: {cause}"
+        self._fail_stream(stream, SignalingErrors.ConnectionError(cause=cause))
+
+    def _fail_stream(self, stream: PStream, error: BaseException) -> None:
+        """Reject everyone waiting for ``stream`` to connect, and drop the stream."""
+        if self._stream is stream:
+            log.warning("signaling could not be established: %s", error)
+            self._destroy_stream(error)
 
     def _create_stream(self) -> None:
         options = self._options
@@ -328,8 +462,11 @@ class Device(EventEmitter):
             ssl_context=options.ssl_context,
         )
         self._stream = stream
+        self._server_error = None
         self._stream_connected = asyncio.get_running_loop().create_future()
         self._stream_connected.add_done_callback(_consume_exception)
+        stream.on("transportClose", self._on_stream_transport_close)
+        stream.on("malformed", self._on_signaling_malformed)
         stream.on("connected", self._on_signaling_connected)
         stream.on("ready", self._on_signaling_ready)
         stream.on("offline", self._on_signaling_offline)
@@ -339,14 +476,15 @@ class Device(EventEmitter):
         for call in self._all_calls():
             call.attach_stream(stream)
 
-    def _destroy_stream(self) -> None:
+    def _destroy_stream(self, reason: BaseException | None = None) -> None:
+        """Close the stream for good; whoever waits for it to connect gets ``reason``."""
         stream = self._stream
         if stream is None:
             return
         self._stream = None
         if self._stream_connected is not None and not self._stream_connected.done():
             self._stream_connected.set_exception(
-                InvalidStateError("The signaling stream was closed before it connected")
+                reason or InvalidStateError("The signaling stream was closed before it connected")
             )
         stream.destroy()
         stream.remove_all_listeners()
@@ -374,7 +512,10 @@ class Device(EventEmitter):
             scheme=_scheme_of(self._stream.uri if self._stream else None),
         )
         ttl = message.ttl
-        if ttl is not None:
+        if self._token_timer is not None:
+            self._token_timer.cancel()
+            self._token_timer = None
+        if ttl is not None and math.isfinite(ttl):
             delay_s = max(0.0, ttl - self._options.token_refresh_ms / 1000)
             self._token_timer = asyncio.get_running_loop().call_later(
                 delay_s, self._on_token_will_expire
@@ -408,23 +549,42 @@ class Device(EventEmitter):
             self._set_state(DeviceState.UNREGISTERED)
 
     def _on_signaling_close(self, _: object) -> None:
-        """The gateway said ``close``: forget the stream; the next register() opens a new one."""
+        """The gateway said ``close``: forget the stream; the next register() opens a new one.
+
+        A register()/connect() still waiting rejects with the error the gateway sent
+        just before (a token error, typically)."""
         self._should_reregister = False
         self._stop_refresh()
-        self._destroy_stream()
+        self._destroy_stream(
+            self._server_error
+            or SignalingErrors.ConnectionError(
+                cause="the gateway closed the signaling stream (`close`) without an error"
+            )
+        )
 
     def _on_signaling_error(self, info: Mapping[str, Any]) -> None:
-        raw = info.get("error") if isinstance(info, Mapping) else None
-        if not isinstance(raw, Mapping):
+        """A server ``error`` frame or a socket failure: the Device ``error`` event.
+
+        A frame without an ``error`` object is reported as 53000 (a rogue server's
+        frame is still an error the app should hear about)."""
+        if not isinstance(info, Mapping):
+            log.error("signaling error event without details (31000): %r", info)
             return
-        payload = info if isinstance(info.get("voiceeventsid"), str) else None
-        if payload is not None:
+        raw = info.get("error")
+        if isinstance(raw, Mapping) and isinstance(info.get("voiceeventsid"), str):
             return  # message-scoped: the Call reports it
-        if raw.get("code") == TOKEN_EXPIRED_WIRE_CODE:
-            self._stop_refresh()
-        error = device_error_from_signaling(
-            dict(raw), self._options.enable_improved_signaling_error_precision
-        )
+        if isinstance(raw, Mapping):
+            if raw.get("code") == TOKEN_EXPIRED_WIRE_CODE:
+                self._stop_refresh()
+            error = device_error_from_signaling(
+                dict(raw), self._options.enable_improved_signaling_error_precision
+            )
+        else:
+            error = SignalingErrors.ConnectionError(
+                None, dict(info), cause="the server sent an `error` frame without error details"
+            )
+        if not info.get("transport"):
+            self._server_error = error
         callsid = info.get("callsid")
         call = self._find_call(callsid) if isinstance(callsid, str) else None
         if call is not None:
@@ -432,12 +592,25 @@ class Device(EventEmitter):
         else:
             self.emit("error", error)
 
+    def _on_signaling_malformed(self, msg_type: str | None, reason: str) -> None:
+        """An undecodable frame (already logged by the stream); an invite is a 31400."""
+        if msg_type != "invite":
+            return
+        if self.is_busy and not self._options.allow_incoming_while_busy:
+            log.info("busy: dropping a malformed incoming invite (%s)", reason)
+            return
+        self.emit("error", ClientErrors.BadRequest("Malformed invite from gateway", cause=reason))
+
     def _on_signaling_invite(self, message: Invite) -> None:
         if self.is_busy and not self._options.allow_incoming_while_busy:
             log.info("busy: dropping incoming invite %s", message.callsid)
             return
         if not message.callsid or not message.sdp:
-            self.emit("error", ClientErrors.BadRequest("Malformed invite from gateway"))
+            missing = "callsid" if not message.callsid else "sdp"
+            self.emit(
+                "error",
+                ClientErrors.BadRequest("Malformed invite from gateway", cause=f"empty {missing}"),
+            )
             return
         assert self._stream is not None
         call = Call.incoming(self, self._stream, message)
@@ -455,7 +628,13 @@ class Device(EventEmitter):
         rtc_constraints: Mapping[str, Any] | None = None,
         connect_token: str | None = None,
     ) -> Call:
-        """Place an outgoing call; resolves with the Call (status ``connecting``)."""
+        """Place an outgoing call; resolves with the Call (status ``connecting``).
+
+        Opens signaling first if needed and never waits forever for it: rejects with a
+        ``TwilioError`` (53000 naming the cause, or the token's error) under the same
+        rules and bound as :meth:`register` (every URL failed once, or no ``connected``
+        within ``signaling_connect_timeout_ms``, default 15 s).
+        """
         if self._state is DeviceState.DESTROYED:
             raise InvalidStateError("Device has been destroyed.")
         if self._active_call is not None or self._connect_in_progress:
@@ -467,7 +646,7 @@ class Device(EventEmitter):
         try:
             if self.audio is not None:
                 await self.audio.wait_for_input_change()
-            stream = await self._ensure_stream_connected()
+            stream = await self._ensure_stream_connected(self._signaling_deadline())
             if reconnect is not None:
                 token, parameters, custom = reconnect
                 call = Call.outgoing(
@@ -556,6 +735,7 @@ class Device(EventEmitter):
         """Reject pending calls, hang up, close the stream for good; state ``destroyed``."""
         if self._state is DeviceState.DESTROYED:
             return
+        self._destroying = True
         for call in list(self._calls):
             call.reject()
         self.disconnect_all()
@@ -566,7 +746,7 @@ class Device(EventEmitter):
         await asyncio.sleep(0)  # let queued hangup/reject frames reach the socket writer
         if self._stream is not None:
             await self._stream.transport.flush(timeout=0.5)
-        self._destroy_stream()
+        self._destroy_stream(InvalidStateError("Device has been destroyed."))
         self.sounds.stop_all()
         if self.audio is not None:
             self.audio.destroy()
@@ -628,6 +808,11 @@ def parse_connect_token(token: str) -> tuple[str, dict[str, Any], dict[str, Any]
     return reconnect, parameters, dict(custom) if isinstance(custom, dict) else {}
 
 
+def _target(stream: PStream) -> str:
+    """``host:port`` of the stream's current or last URL, for messages."""
+    return target_of(stream.uri) if stream.uri else "the gateway"
+
+
 def _scheme_of(uri: str | None) -> str:
     if uri and uri.startswith("ws://"):
         return "ws"
@@ -650,10 +835,17 @@ def _consume_exception(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _log_failure(what: str) -> Any:
+def _log_failure(what: str) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback logging a task's failure with its code (31000 if it has none)."""
+
     def callback(task: asyncio.Future[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("%s failed: %s", what, task.exception())
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, TwilioError):
+            log.warning("%s failed: %s", what, exc)
+        elif exc is not None:
+            log.error("%s failed (31000 UnknownError): %r", what, exc, exc_info=exc)
 
     return callback
 

@@ -152,7 +152,11 @@ class TwilioError(Exception):
       the text falls back to the explanation;
     * ``Cls("text", obj)`` - both.
 
-    ``message`` (and ``str(err)``) is ``"<name> (<code>): <text>"``.
+    ``message`` (and ``str(err)``) is ``"<name> (<code>): <text>"``. A ``cause`` (Python
+    only, keyword or third argument) says in plain words what actually went wrong (the
+    server's own text, a refused port, a failed certificate check) and is appended:
+    ``"<name> (<code>): <text> Cause: <cause>"``, so whoever prints the error sees it,
+    not only whoever digs into ``original_error``.
     """
 
     code: int = 0
@@ -172,12 +176,17 @@ class TwilioError(Exception):
     solutions: list[str]
     """Possible fixes (a fresh list per instance)."""
     message: str
-    """``"<name> (<code>): <text>"``."""
+    """``"<name> (<code>): <text>"``, plus ``" Cause: <cause>"`` when there is one."""
     original_error: object | None
     """The underlying error or raw server object, if one was given."""
+    cause: str | None
+    """What actually went wrong, in plain words (None when nothing more is known)."""
 
     def __init__(
-        self, message_or_error: object | None = None, original_error: object | None = None
+        self,
+        message_or_error: object | None = None,
+        original_error: object | None = None,
+        cause: str | None = None,
     ) -> None:
         if isinstance(message_or_error, str):
             text = message_or_error
@@ -189,7 +198,8 @@ class TwilioError(Exception):
                 original_error = message_or_error
         self.causes = list(self._causes)
         self.solutions = list(self._solutions)
-        self.message = f"{self.name} ({self.code}): {text}"
+        self.cause = cause or None
+        self.message = f"{self.name} ({self.code}): {_with_cause(text, self.cause)}"
         self.original_error = original_error
         super().__init__(self.message)
 
@@ -199,7 +209,17 @@ class TwilioError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild from the constructor arguments so pickling/copying does not re-prefix
         # the already formatted message.
-        return (type(self), (self._given_message, self.original_error))
+        return (type(self), (self._given_message, self.original_error, self.cause))
+
+
+def _with_cause(text: str, cause: str | None) -> str:
+    """``text`` followed by ``Cause: cause`` (a full stop in between if ``text`` lacks one)."""
+    if not cause:
+        return text
+    if not text:
+        return cause
+    stop = "" if text.rstrip().endswith((".", "!", "?")) else "."
+    return f"{text.rstrip()}{stop} Cause: {cause}"
 
 
 # --------------------------------------------------------------------------------------
@@ -841,6 +861,9 @@ _DEVICE_AUTH_OVERRIDES: dict[int, type[TwilioError]] = {
 }
 """Wire codes the Device always rewrites, whatever the precision flag says."""
 
+_MAX_CAUSE_CHARS = 500
+"""Longest server text kept as a cause (a hostile server could send megabytes)."""
+
 HANGUP_ERROR_MESSAGE = "Error sent from gateway in HANGUP"
 """Message text of the 31005 wrapper built for a ``hangup.error`` with no precise class."""
 
@@ -859,7 +882,9 @@ def device_error_from_signaling(error_obj: object, enable_precision: bool) -> Tw
     31201/31204/31205 become ``AuthenticationFailed`` (20151) / ``AccessTokenInvalid``
     (20101) / ``AccessTokenExpired`` (20104) regardless of the flag; otherwise the
     precise lookup decides, falling back to ``SignalingErrors.ConnectionError`` (53000).
-    The message text is always the class explanation (the server's text is ignored) and
+    The message text is the class explanation, as in JS, followed by the server's own
+    ``message`` as the :attr:`~TwilioError.cause` (and the server's code when the class
+    hides it), so a 53000 still names the precise failure with the precision flag off.
     ``original_error`` is ``error_obj``. Stopping the registration refresh on 31205 is
     the caller's job.
     """
@@ -871,7 +896,16 @@ def device_error_from_signaling(error_obj: object, enable_precision: bool) -> Tw
         cls = get_precise_signaling_error_by_code(enable_precision, code)
     if cls is None:
         cls = SignalingConnectionError
-    return cls(None, error_obj)
+    return cls(None, error_obj, _server_cause(error_obj, code, cls.code))
+
+
+def _server_cause(error_obj: object, code: int | None, shown_code: int) -> str | None:
+    """The server's ``message`` (bounded in length), tagged with its code if not shown."""
+    message = _field(error_obj, "message")
+    text = message.strip()[:_MAX_CAUSE_CHARS] if isinstance(message, str) else ""
+    if code is None or code == shown_code:
+        return text or None
+    return f"{text} (code {code})" if text else f"server error code {code}"
 
 
 def call_error_from_hangup(error_obj: object, enable_precision: bool) -> TwilioError:

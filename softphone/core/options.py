@@ -13,7 +13,7 @@ import difflib
 import re
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -48,9 +48,34 @@ def _validate_edge(_: Any, __: attrs.Attribute[Any], value: object) -> None:
         )
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 def _validate_chunderw(_: Any, __: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not _is_str_or_str_list(value):
         raise InvalidArgumentError("`chunderw` must be a host string or a list of them.")
+    hosts: Sequence[str] = [value] if isinstance(value, str) else cast(Sequence[str], value or ())
+    for host in hosts:
+        match = _SCHEME.match(host)
+        if match and match.group(1).lower() not in ("ws", "wss"):
+            raise InvalidArgumentError(
+                f"`chunderw` {host!r} uses {match.group(1)}://, which cannot carry signaling; "
+                "give wss://host:port (ws:// for a plain local gateway) or a bare host:port."
+            )
+
+
+def _validate_ssl_context(_: Any, __: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise InvalidArgumentError(
+            f"`ssl_context` must be an ssl.SSLContext or None, got {type(value).__name__}."
+        )
+
+
+def _validate_positive(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+        raise InvalidArgumentError(
+            f"`{attribute.name}` must be a finite number > 0 (ms), got {value!r}."
+        )
 
 
 def _validate_codecs(_: Any, __: attrs.Attribute[Any], value: Sequence[str]) -> None:
@@ -151,8 +176,16 @@ class DeviceOptions:
     """An AudioSink for remote call audio and sounds (default: discard)."""
     ringer: Any = None
     """An AudioSink for the ringtone (default: the speaker)."""
-    ssl_context: ssl.SSLContext | None = None
-    """TLS settings for ``wss://`` gateways (e.g. one trusting a self-signed cert)."""
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_validate_ssl_context)
+    """TLS settings for ``wss://`` gateways (e.g. one trusting a self-signed cert). None
+    verifies the server against the system trust store, or against the file named by the
+    ``SSL_CERT_FILE`` environment variable when it is set (``ssl.create_default_context``)."""
+    signaling_connect_timeout_ms: float = attrs.field(default=15_000, validator=_validate_positive)
+    """Longest ``register()`` / ``connect()`` wait for the signaling connection (and, for
+    ``register()``, for the gateway's ``ready``) before rejecting with a ``TwilioError``
+    (53000, the cause in its message). They reject sooner when every signaling URL has
+    failed once (refused, DNS, TLS, HTTP error, or no socket within the 5 s connect
+    timeout), or at once on a token error."""
     rtc_configuration: Mapping[str, Any] = attrs.field(factory=lambda: {"iceServers": []})
     """Default peer-connection configuration. Unlike aiortc's default (a public STUN
     server, 5 s per unreachable server), no ICE servers unless you give some."""

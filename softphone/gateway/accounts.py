@@ -141,6 +141,13 @@ class AccountStore:
         """All API keys, in insertion order."""
         return tuple(self._keys.values())
 
+    def public_keys(self) -> tuple[ApiKey, ...]:
+        """Keys signed with the published :data:`DEV_SECRET`: anyone can mint their tokens.
+
+        A gateway with such a key must only be reachable from this machine.
+        """
+        return tuple(key for key in self._keys.values() if key.secret == DEV_SECRET)
+
     def default_key(self) -> ApiKey:
         """The first API key: what a CLI uses to mint tokens when none is named."""
         if not self._keys:

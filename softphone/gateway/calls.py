@@ -2,9 +2,10 @@
 
 Until TwiML applications exist, every outgoing ``invite`` runs one built-in app:
 
-* ``To=client:NAME`` rings every device registered as NAME (``invite`` to each),
-  sends ``ringing`` to the caller, and on the first ``answer`` cancels the other
-  devices, answers the caller and bridges the two legs' audio;
+* ``To=client:NAME`` rings every device registered as NAME in the caller's own
+  account (``invite`` to each), sends ``ringing`` to the caller, and on the first
+  ``answer`` cancels the other devices, answers the caller and bridges the two legs'
+  audio;
 * ``To=echo``, or no ``To`` at all (what PreflightTest sends), answers at once and
   plays the caller's audio back to it.
 
@@ -12,6 +13,12 @@ Either side's ``hangup`` ends both legs; a caller that gives up while the callee
 rings makes the callee devices get ``cancel``; a callee ``reject`` cancels the
 identity's other devices and ends the call for the caller. DTMF (RFC 4733 or the
 ``dtmf`` frame) and user-defined messages travel to the other leg.
+
+What a client may ask is bounded (:class:`~softphone.gateway.limits.Limits`): a
+token needs an outgoing grant to place calls (31201); calls per connection and per
+account are capped (31206); an answered call whose media does not connect within
+``media_timeout_s`` is hung up (53405); digits, records and ids are bounded.
+Reconnect tokens only work for the identity and account they were issued to.
 """
 
 from __future__ import annotations
@@ -21,14 +28,20 @@ import contextlib
 import enum
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
 from softphone.gateway import media_bridge
+from softphone.gateway.accounts import AccountStore
 from softphone.gateway.connection import ClientConnection
+from softphone.gateway.leg_media import LegMedia
+from softphone.gateway.limits import RATE_EXCEEDED, Limits
+from softphone.gateway.presence import Presence
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.messages import (
+    Ack,
     Answer,
     CallMessage,
     Cancel,
@@ -49,25 +62,28 @@ from softphone.signaling.params import (
     params_too_long,
 )
 
-if TYPE_CHECKING:
-    from softphone.gateway.server import Gateway
-
 log = logging.getLogger("softphone.gateway.calls")
 
 RING_TIMEOUT_S = 60.0
 MAX_MESSAGE_BYTES = 4096
 USER_DEFINED_MESSAGE = "user-defined-message"
+DTMF_CHARACTERS = frozenset("0123456789*#ABCDw")
+"""What a ``dtmf`` frame may carry: the JS SDK's ``0-9 * # w`` plus RFC 4733's A-D."""
+DTMF_PAUSE_S = 0.5
+"""A ``w`` in a digit string."""
 
 APPLICATION_NOT_FOUND = 31001
 CONNECTION_DECLINED = 31002
 MALFORMED_REQUEST = 31100
 MAX_PARAMETER_LENGTH = 31103
 RECONNECT_PARAMETER_INVALID = 31107
+AUTHORIZATION_ERROR = 31201
 MESSAGE_TYPE_INVALID = 31210
 PAYLOAD_TOO_LARGE = 31212
 NOT_FOUND = 31404
 TEMPORARILY_UNAVAILABLE = 31480
 DECLINE = 31603
+MEDIA_CONNECTION_FAILED = 53405
 
 
 class CallPhase(enum.Enum):
@@ -86,12 +102,29 @@ class Leg:
     callsid: str
     role: str
     """``caller`` or ``callee``."""
+    account_sid: str
+    identity: str
+    """Whose leg this is: only this identity of this account may reconnect to it."""
     reconnect_token: str = attrs.field(factory=lambda: "RT" + secrets.token_urlsafe(24))
     pc: PeerConnection | None = None
     temp_sid: str | None = None
     """The caller's ``TJS…`` id, accepted in its frames until it learns the CallSid."""
+    sid_told: bool = False
+    """The client was told ``callsid`` (in ``ringing`` or ``answer``); until then our
+    frames to it must carry ``temp_sid``, the only id it knows."""
     detach_timer: asyncio.TimerHandle | None = None
     """Set while the leg's socket is gone and we wait for a reconnect ``invite``."""
+    media_up: bool = False
+    """Its media (ICE + DTLS) connected at least once."""
+    digit_backlog: str = ""
+    """Digits waiting to be played to this leg (bounded by ``max_dtmf_digits``)."""
+    digit_player: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, conn: ClientConnection, callsid: str, role: str, **kwargs: Any) -> Leg:
+        """A leg for ``conn``, bound to the account and identity of its current token."""
+        assert conn.account_sid is not None and conn.identity is not None
+        return cls(conn, callsid, role, conn.account_sid, conn.identity, **kwargs)
 
 
 @attrs.define(eq=False)
@@ -108,8 +141,11 @@ class BridgedCall:
     connected: Leg | None = None
     phase: CallPhase = CallPhase.RINGING
     ring_timer: asyncio.TimerHandle | None = None
-    digits: list[str] = attrs.field(factory=list)
-    """Every DTMF digit seen on this call (either direction), for call records."""
+    media_timer: asyncio.TimerHandle | None = None
+    digits: str = ""
+    """DTMF digits seen on this call (either direction), for its record; bounded."""
+    digits_dropped: int = 0
+    """Digits seen beyond what :attr:`digits` keeps."""
     bridge: media_bridge.Bridge | None = None
     """The media between the legs once answered (RTP forwarding or transcoding)."""
 
@@ -119,16 +155,34 @@ class BridgedCall:
             return self.connected
         return self.caller
 
+    def media_legs(self) -> list[Leg]:
+        """The legs whose media must be up once answered (one for an echo call)."""
+        legs = [self.caller]
+        if self.connected is not None and self.connected is not self.caller:
+            legs.append(self.connected)
+        return legs
+
 
 class CallRouter:
     """Every live call of one gateway, indexed by every sid and token a client may use."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+    def __init__(
+        self,
+        accounts: AccountStore,
+        presence: Presence,
+        limits: Limits,
+        leg_media: Callable[[], PeerConnection] | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.presence = presence
+        self.limits = limits
+        self.leg_media = leg_media or LegMedia()
+        """Makes each leg's peer connection (bind/advertised address, TURN)."""
         self._by_sid: dict[str, tuple[BridgedCall, Leg]] = {}
         self.calls: list[BridgedCall] = []
         self.records: list[dict[str, Any]] = []
-        """One entry per ended call: sid, from, to, phase reached, digits, reason."""
+        """One entry per ended call, the newest ``max_call_records``: sid, from, to,
+        whether it was answered, reason, error, digits (and how many more were dropped)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ring_timeout_s = RING_TIMEOUT_S
 
@@ -145,7 +199,7 @@ class CallRouter:
             Reinvite: self._on_reinvite,
         }.get(type(message))
         if handler is None:
-            log.info("conn %d: ignoring '%s'", conn.id, type_of(message))
+            log.info("conn %d: ignoring '%.64s'", conn.id, type_of(message))
             return
         await handler(conn, message)  # type: ignore[operator]
 
@@ -213,32 +267,15 @@ class CallRouter:
         token = conn.token
         assert token is not None
         temp_sid = invite.callsid
-        if params_too_long(invite.params):
-            await conn.send(
-                Hangup(
-                    callsid=temp_sid,
-                    error={
-                        "code": MAX_PARAMETER_LENGTH,
-                        "message": "Custom parameters exceed 800 bytes",
-                    },
-                )
-            )
-            return
-        app_sid = token.outgoing_application_sid
-        if app_sid and self.gateway.accounts.application(token.account_sid, app_sid) is None:
-            await conn.send(
-                Hangup(
-                    callsid=temp_sid,
-                    error={
-                        "code": APPLICATION_NOT_FOUND,
-                        "message": f"Application {app_sid} not found",
-                    },
-                )
-            )
+        refusal = self._refusal(conn, invite)
+        if refusal is not None:
+            code, message = refusal
+            log.info("conn %d: invite refused (%d %s)", conn.id, code, message)
+            conn.send(Hangup(callsid=temp_sid, error={"code": code, "message": message}))
             return
         params = decode_params(invite.params) if invite.params else {}
         to = params.pop("To", "")
-        caller = Leg(conn=conn, callsid=call_sid(), role="caller", temp_sid=temp_sid)
+        caller = Leg.of(conn, call_sid(), "caller", temp_sid=temp_sid)
         call = BridgedCall(
             sid=caller.callsid,
             caller=caller,
@@ -261,14 +298,45 @@ class CallRouter:
                 error={"code": NOT_FOUND, "message": f"Unknown destination {to!r}"},
             )
 
-    def _new_pc(self) -> PeerConnection:
-        return PeerConnection(ice_servers=[], codec_preferences=("opus", "pcmu"))
+    def _refusal(self, conn: ClientConnection, invite: Invite) -> tuple[int, str] | None:
+        """Why a new call from ``conn`` must not be placed, as (code, message), or None."""
+        token = conn.token
+        assert token is not None
+        app_sid = token.outgoing_application_sid
+        if app_sid is None:
+            return AUTHORIZATION_ERROR, "Access token has no outgoing grant: it cannot place calls"
+        if self.accounts.application(token.account_sid, app_sid) is None:
+            return APPLICATION_NOT_FOUND, f"Application {app_sid} not found"
+        if params_too_long(invite.params):
+            return MAX_PARAMETER_LENGTH, "Custom parameters exceed 800 bytes"
+        limits = self.limits
+        if sum(call.caller.conn is conn for call in self.calls) >= limits.max_calls_per_connection:
+            return RATE_EXCEEDED, (
+                f"Too many calls on this connection (at most {limits.max_calls_per_connection})"
+            )
+        placed = sum(call.account_sid == token.account_sid for call in self.calls)
+        if placed >= limits.max_calls_per_account:
+            return RATE_EXCEEDED, (
+                f"Too many calls for this account (at most {limits.max_calls_per_account})"
+            )
+        return None
+
+    def _leg_pc(self, leg: Leg) -> PeerConnection:
+        """A new peer connection for ``leg`` that marks the leg once its media is up."""
+        pc = self.leg_media()
+        leg.pc = pc
+
+        def on_state(state: str) -> None:
+            if state == "connected":
+                leg.media_up = True
+
+        pc.on_connection_state_change = on_state
+        return pc
 
     async def _answer_caller(self, call: BridgedCall) -> None:
         """Create the caller leg's media and send ``answer`` with a reconnect token."""
         caller = call.caller
-        pc = self._new_pc()
-        caller.pc = pc
+        pc = self._leg_pc(caller)
         try:
             sdp = await pc.create_answer(call.offer_sdp, None)
         except Exception as exc:
@@ -279,22 +347,42 @@ class CallRouter:
                 error={"code": MALFORMED_REQUEST, "message": f"Bad SDP offer: {exc}"},
             )
             return
+        if _gathered_nothing(pc):
+            await self._end_without_candidates(call)
+            return
+        call.offer_sdp = ""  # answered: no need to keep the client's text
         pc.on_dtmf = lambda digit: self._on_rfc4733(call, caller, digit)
-        await caller.conn.send(
-            Answer(callsid=caller.callsid, sdp=sdp, reconnect=caller.reconnect_token)
+        caller.conn.send(Answer(callsid=caller.callsid, sdp=sdp, reconnect=caller.reconnect_token))
+        caller.sid_told = True
+        self._arm_media_timer(call)
+
+    async def _end_without_candidates(self, call: BridgedCall) -> None:
+        """Our own leg gathered no ICE candidate: media can never flow, so say so now."""
+        log.error(
+            "call %s: the gateway gathered no ICE candidate (is the media bind address "
+            "one of this machine's, and is the RTP port range free?)",
+            call.sid,
+        )
+        await self._end(
+            call,
+            reason="no media candidates",
+            error={
+                "code": MEDIA_CONNECTION_FAILED,
+                "message": "The gateway could not open a media port for this call",
+            },
         )
 
     async def _answer_echo(self, call: BridgedCall) -> None:
         call.phase = CallPhase.ANSWERED
         call.connected = call.caller
         await self._answer_caller(call)
-        if call.caller.pc is not None:
+        if call.caller.pc is not None and call.phase is CallPhase.ANSWERED:
             call.bridge = media_bridge.echo(call.caller.pc)
 
     async def _dial_client(self, call: BridgedCall, identity: str) -> None:
         targets = [
             c
-            for c in self.gateway.presence.connections(identity)
+            for c in self.presence.connections(call.account_sid, identity)
             if isinstance(c, ClientConnection) and c is not call.caller.conn
         ]
         if not targets:
@@ -308,32 +396,36 @@ class CallRouter:
             )
             return
         child_sid = call_sid()
-        caller_identity = call.caller.conn.identity or ""
         parameters = {
             "AccountSid": call.account_sid,
             "ApiVersion": "2010-04-01",
             "CallSid": child_sid,
-            "From": f"client:{caller_identity}",
+            "From": f"client:{call.caller.identity}",
             "To": f"client:{identity}",
         }
         if call.custom_params:
             parameters["Params"] = encode_params_for_client(call.custom_params)
         for conn in targets:
-            leg = Leg(conn=conn, callsid=child_sid, role="callee")
-            pc = self._new_pc()
-            leg.pc = pc
+            if conn.token is None:
+                continue
+            leg = Leg.of(conn, child_sid, "callee")
+            pc = self._leg_pc(leg)
             try:
                 sdp = await pc.create_offer(None)
             except Exception as exc:
                 log.warning("call %s: cannot offer to %s: %s", call.sid, conn, exc)
                 await pc.close()
                 continue
+            if _gathered_nothing(pc):
+                await pc.close()
+                await self._end_without_candidates(call)
+                return
             if call.phase is not CallPhase.RINGING:
                 await pc.close()
                 return
             call.callees.append(leg)
             self._index(call, leg, child_sid)
-            await conn.send(
+            conn.send(
                 Invite(
                     callsid=child_sid,
                     sdp=sdp,
@@ -348,7 +440,8 @@ class CallRouter:
                 error={"code": TEMPORARILY_UNAVAILABLE, "message": "No device"},
             )
             return
-        await call.caller.conn.send(Ringing(callsid=call.sid))
+        call.caller.conn.send(Ringing(callsid=call.sid))
+        call.caller.sid_told = True
         call.ring_timer = asyncio.get_running_loop().call_later(
             self.ring_timeout_s, lambda: self._spawn(self._ring_timeout(call))
         )
@@ -361,11 +454,42 @@ class CallRouter:
                 error={"code": TEMPORARILY_UNAVAILABLE, "message": "No answer"},
             )
 
+    # -- media must come up ------------------------------------------------------------
+    def _arm_media_timer(self, call: BridgedCall) -> None:
+        """From the answer on, the call's media has ``media_timeout_s`` to connect."""
+        if call.media_timer is not None:
+            call.media_timer.cancel()
+        call.media_timer = asyncio.get_running_loop().call_later(
+            self.limits.media_timeout_s, lambda: self._spawn(self._media_deadline(call))
+        )
+
+    async def _media_deadline(self, call: BridgedCall) -> None:
+        call.media_timer = None
+        if call.phase is not CallPhase.ANSWERED:
+            return
+        down = [
+            leg
+            for leg in call.media_legs()
+            if not (leg.media_up or (leg.pc is not None and leg.pc.connection_state == "connected"))
+        ]
+        if not down:
+            return
+        seconds = self.limits.media_timeout_s
+        log.info("call %s: media of the %s leg never connected", call.sid, down[0].role)
+        await self._end(
+            call,
+            reason="media did not connect",
+            error={
+                "code": MEDIA_CONNECTION_FAILED,
+                "message": f"Media did not connect within {seconds:g} s",
+            },
+        )
+
     # -- callee answers / rejects ------------------------------------------------------
     async def _on_answer(self, conn: ClientConnection, answer: Answer) -> None:
         found = self._lookup(conn, answer.callsid)
         if found is None:
-            log.info("conn %d: answer for unknown call %s", conn.id, answer.callsid)
+            log.info("conn %d: answer for unknown call %.64s", conn.id, answer.callsid)
             return
         call, leg = found
         if leg.role != "callee" or call.phase is not CallPhase.RINGING or leg.pc is None:
@@ -375,7 +499,7 @@ class CallRouter:
             await leg.pc.apply_answer(answer.sdp)
         except Exception as exc:
             log.warning("call %s: bad answer from %s: %s", call.sid, conn, exc)
-            await conn.send(
+            conn.send(
                 Hangup(callsid=leg.callsid, error={"code": MALFORMED_REQUEST, "message": str(exc)})
             )
             await self._drop_callee(call, leg)
@@ -398,11 +522,9 @@ class CallRouter:
                 await self._drop_callee(call, other, notify=True)
         assert leg.pc is not None
         leg.pc.on_dtmf = lambda digit: self._on_rfc4733(call, leg, digit)
-        await leg.conn.send(
-            Answer(callsid=leg.callsid, sdp=answer_sdp, reconnect=leg.reconnect_token)
-        )
+        leg.conn.send(Answer(callsid=leg.callsid, sdp=answer_sdp, reconnect=leg.reconnect_token))
         await self._answer_caller(call)
-        if call.caller.pc is not None and leg.pc is not None:
+        if call.phase is CallPhase.ANSWERED and call.caller.pc is not None and leg.pc is not None:
             call.bridge = media_bridge.bridge(call.caller.pc, leg.pc)
         log.info("call %s answered by %s", call.sid, leg.conn)
 
@@ -426,7 +548,7 @@ class CallRouter:
             call.callees.remove(leg)
         self._by_sid.pop(f"{leg.conn.id}:{leg.callsid}", None)
         if notify:
-            await leg.conn.send(Cancel(callsid=leg.callsid))
+            leg.conn.send(Cancel(callsid=leg.callsid))
         await _close_pc(leg)
         if call.phase is CallPhase.RINGING and not call.callees:
             await self._end(
@@ -464,46 +586,56 @@ class CallRouter:
             return
         phase = call.phase
         call.phase = CallPhase.ENDED
-        if call.ring_timer:
-            call.ring_timer.cancel()
+        for timer in (call.ring_timer, call.media_timer):
+            if timer is not None:
+                timer.cancel()
         quiet = {skip, notify}
         caller = call.caller
-        self.records.append(
-            {
-                "sid": call.sid,
-                "from": caller.conn.identity,
-                "to": call.to,
-                "answered": phase is CallPhase.ANSWERED,
-                "reason": reason,
-                "error": error,
-                "digits": "".join(call.digits),
-            }
-        )
+        self._record(call, phase, reason, error)
         if caller not in quiet:
-            sid = (
-                caller.callsid
-                if phase is CallPhase.ANSWERED or error is None
-                else (caller.temp_sid or caller.callsid)
-            )
-            await caller.conn.send(Hangup(callsid=sid, error=error))
+            sid = caller.callsid if caller.sid_told else (caller.temp_sid or caller.callsid)
+            caller.conn.send(Hangup(callsid=sid, error=error))
         for leg in call.callees:
             if leg in quiet:
                 continue
             if leg is call.connected:
-                await leg.conn.send(Hangup(callsid=leg.callsid))
+                leg.conn.send(Hangup(callsid=leg.callsid))
             else:
-                await leg.conn.send(Cancel(callsid=leg.callsid))
+                leg.conn.send(Cancel(callsid=leg.callsid))
         if call.bridge is not None:
             call.bridge.close()
         for leg in [caller, *call.callees]:
             if leg.detach_timer is not None:
                 leg.detach_timer.cancel()
                 leg.detach_timer = None
+            if leg.digit_player is not None:
+                leg.digit_player.cancel()
+            leg.digit_backlog = ""
             await _close_pc(leg)
         self._by_sid = {k: v for k, v in self._by_sid.items() if v[0] is not call}
         if call in self.calls:
             self.calls.remove(call)
         log.info("call %s ended: %s", call.sid, reason)
+
+    def _record(
+        self, call: BridgedCall, phase: CallPhase, reason: str, error: dict[str, Any] | None
+    ) -> None:
+        """Keep the call's record; only the newest ``max_call_records`` are kept."""
+        self.records.append(
+            {
+                "sid": call.sid,
+                "from": call.caller.identity,
+                "to": call.to,
+                "answered": phase is CallPhase.ANSWERED,
+                "reason": reason,
+                "error": error,
+                "digits": call.digits,
+                "digits_dropped": call.digits_dropped,
+            }
+        )
+        excess = len(self.records) - self.limits.max_call_records
+        if excess > 0:
+            del self.records[:excess]
 
     # -- in-call features --------------------------------------------------------------
     async def _on_dtmf(self, conn: ClientConnection, dtmf: Dtmf) -> None:
@@ -511,30 +643,71 @@ class CallRouter:
         if found is None:
             return
         call, leg = found
-        digits = dtmf.dtmf.replace("w", "")
-        call.digits.extend(digits)
-        self._spawn(self._relay_digits(call, leg, dtmf.dtmf))  # frames keep flowing meanwhile
+        limit = self.limits.max_dtmf_digits
+        if len(dtmf.dtmf) > limit or not set(dtmf.dtmf) <= DTMF_CHARACTERS:
+            conn.send(
+                Error.of(
+                    MALFORMED_REQUEST,
+                    f"DTMF must be at most {limit} of 0-9, *, #, A-D and w",
+                    callsid=dtmf.callsid,
+                )
+            )
+            return
+        self._note_digits(call, dtmf.dtmf.replace("w", ""))
+        if not self._relay_digits(call, leg, dtmf.dtmf):
+            conn.send(
+                Error.of(
+                    RATE_EXCEEDED,
+                    f"More than {limit} digits waiting to be played: send them slower",
+                    callsid=dtmf.callsid,
+                )
+            )
 
     def _on_rfc4733(self, call: BridgedCall, leg: Leg, digit: str) -> None:
-        call.digits.append(digit)
-        self._spawn(self._relay_digits(call, leg, digit))
+        self._note_digits(call, digit)
+        self._relay_digits(call, leg, digit)
 
-    async def _relay_digits(self, call: BridgedCall, leg: Leg, digits: str) -> None:
+    def _note_digits(self, call: BridgedCall, digits: str) -> None:
+        room = max(0, self.limits.max_recorded_digits - len(call.digits))
+        call.digits += digits[:room]
+        call.digits_dropped += max(0, len(digits) - room)
+
+    def _relay_digits(self, call: BridgedCall, leg: Leg, digits: str) -> bool:
+        """Queue ``digits`` for the far leg, played one after the other; False if full.
+
+        Never blocks the sender's frames: a single player task per leg plays them.
+        """
         other = call.other(leg)
         if other is None or other is leg or other.pc is None:
-            return
-        if other.pc.can_insert_dtmf:
-            for index, segment in enumerate(digits.split("w")):
-                if index:
-                    await asyncio.sleep(0.5)
-                if segment:
-                    await other.pc.insert_dtmf(segment)
+            return True
+        if len(other.digit_backlog) + len(digits) > self.limits.max_dtmf_digits:
+            return False
+        other.digit_backlog += digits
+        if other.digit_player is None or other.digit_player.done():
+            other.digit_player = asyncio.ensure_future(self._play_digits(other))
+        return True
+
+    async def _play_digits(self, leg: Leg) -> None:
+        """Play ``leg``'s digit backlog as RFC 4733 events; ``w`` pauses half a second."""
+        while leg.digit_backlog and leg.pc is not None:
+            if leg.digit_backlog[0] == "w":
+                leg.digit_backlog = leg.digit_backlog[1:]
+                await asyncio.sleep(DTMF_PAUSE_S)
+                continue
+            run, pause, rest = leg.digit_backlog.partition("w")
+            leg.digit_backlog = pause + rest
+            if not leg.pc.can_insert_dtmf:
+                continue
+            try:
+                await leg.pc.insert_dtmf(run)
+            except (RuntimeError, ValueError) as exc:  # media gone or renegotiated meanwhile
+                log.info("cannot play digits to the %s leg: %s", leg.role, exc)
 
     async def _on_call_message(self, conn: ClientConnection, message: CallMessage) -> None:
         found = self._lookup(conn, message.callsid)
         sid = message.voiceeventsid
         if found is None:
-            await conn.send(
+            conn.send(
                 Error(
                     callsid=message.callsid,
                     voiceeventsid=sid,
@@ -544,7 +717,7 @@ class CallRouter:
             return
         call, leg = found
         if message.messagetype != USER_DEFINED_MESSAGE:
-            await conn.send(
+            conn.send(
                 Error(
                     callsid=message.callsid,
                     voiceeventsid=sid,
@@ -557,7 +730,7 @@ class CallRouter:
             return
         size = len(str(message.content).encode())
         if size > MAX_MESSAGE_BYTES:
-            await conn.send(
+            conn.send(
                 Error(
                     callsid=message.callsid,
                     voiceeventsid=sid,
@@ -568,10 +741,10 @@ class CallRouter:
                 )
             )
             return
-        await conn.send(_ack(message.callsid, sid))
+        conn.send(Ack(acktype="message", callsid=message.callsid, voiceeventsid=sid))
         other = call.other(leg)
         if other is not None and other is not leg:
-            await other.conn.send(
+            other.conn.send(
                 CallMessage(
                     callsid=other.callsid,
                     content=message.content,
@@ -589,7 +762,7 @@ class CallRouter:
         """
         found = self._lookup(conn, reinvite.callsid)
         if found is None or found[1].pc is None:
-            await conn.send(
+            conn.send(
                 Hangup(
                     callsid=reinvite.callsid, error={"code": NOT_FOUND, "message": "Unknown call"}
                 )
@@ -601,26 +774,27 @@ class CallRouter:
             sdp = await leg.pc.answer_ice_restart(reinvite.sdp)
         except Exception as exc:
             log.warning("call %s: ICE restart from %s failed: %s", call.sid, leg.role, exc)
-            await conn.send(
+            conn.send(
                 Error(
                     callsid=reinvite.callsid, error={"code": MALFORMED_REQUEST, "message": str(exc)}
                 )
             )
             return
         log.info("call %s: ICE restart answered for the %s leg", call.sid, leg.role)
-        await conn.send(Answer(callsid=leg.callsid, sdp=sdp))
+        conn.send(Answer(callsid=leg.callsid, sdp=sdp))
 
     async def _on_reconnect_invite(self, conn: ClientConnection, invite: Invite) -> None:
         """A reconnect ``invite``: signaling came back, or a connect token is used.
 
-        For a live leg (same CallSid and token) the leg moves to this connection and
-        keeps its media: the reply is ``answer`` with a fresh token and no SDP. For a
-        ringing callee leg taken over with ``connect_token`` it is an answer from a
-        new device. Anything else gets ``hangup`` with 31107.
+        For a live leg (same CallSid and token, and the identity and account the token
+        was issued to) the leg moves to this connection and keeps its media: the reply
+        is ``answer`` with a fresh token and no SDP. For a ringing callee leg taken over
+        with ``connect_token`` it is an answer from a new device of the same identity.
+        Anything else gets ``hangup`` with 31107.
         """
-        found = self._find_by_token(invite.callsid, invite.reconnect)
+        found = self._find_by_token(conn, invite.callsid, invite.reconnect)
         if found is None:
-            await conn.send(
+            conn.send(
                 Hangup(
                     callsid=invite.callsid,
                     error={
@@ -643,12 +817,23 @@ class CallRouter:
             self._index(call, leg, leg.callsid, leg.temp_sid)
         leg.reconnect_token = "RT" + secrets.token_urlsafe(24)
         log.info("call %s: %s leg re-attached on conn %d", call.sid, leg.role, conn.id)
-        await conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
+        conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
 
-    def _find_by_token(self, callsid: str, token: str | None) -> tuple[BridgedCall, Leg] | None:
+    def _find_by_token(
+        self, conn: ClientConnection, callsid: str, token: str | None
+    ) -> tuple[BridgedCall, Leg] | None:
+        """The leg ``token`` was issued for, if ``conn`` speaks for the same identity."""
+        if not token:
+            return None
+        presented = token.encode()
         for call in self.calls:
             for leg in [call.caller, *call.callees]:
-                if token and leg.reconnect_token == token and leg.callsid == callsid:
+                if (
+                    leg.callsid == callsid
+                    and leg.account_sid == conn.account_sid
+                    and leg.identity == conn.identity
+                    and secrets.compare_digest(leg.reconnect_token.encode(), presented)
+                ):
                     return call, leg
         return None
 
@@ -656,14 +841,13 @@ class CallRouter:
         self, call: BridgedCall, leg: Leg, conn: ClientConnection, invite: Invite
     ) -> None:
         """``connect(connect_token=...)`` on a ringing incoming call: answer it here."""
-        taker = Leg(conn=conn, callsid=leg.callsid, role="callee")
-        pc = self._new_pc()
-        taker.pc = pc
+        taker = Leg.of(conn, leg.callsid, "callee")
+        pc = self._leg_pc(taker)
         try:
             sdp = await pc.create_answer(invite.sdp, None)
         except Exception as exc:
             await _close_pc(taker)
-            await conn.send(
+            conn.send(
                 Hangup(
                     callsid=invite.callsid, error={"code": MALFORMED_REQUEST, "message": str(exc)}
                 )
@@ -682,10 +866,10 @@ class CallRouter:
         task.add_done_callback(self._tasks.discard)
 
 
-def _ack(callsid: str, voiceeventsid: str) -> Message:
-    from softphone.signaling.messages import Ack
-
-    return Ack(acktype="message", callsid=callsid, voiceeventsid=voiceeventsid)
+def _gathered_nothing(pc: PeerConnection) -> bool:
+    """Our own leg's gathering ended without a single candidate (media can never flow)."""
+    report = pc.ice_gathering
+    return report is not None and report.failure is not None
 
 
 async def _close_pc(leg: Leg) -> None:

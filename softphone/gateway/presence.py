@@ -1,43 +1,49 @@
-"""Who is registered where: identity -> the connections registered for incoming calls.
+"""Who is registered where: (account, identity) -> the connections registered for calls.
 
-Pure bookkeeping, no I/O. An identity may have several devices (several
-connections); an incoming call rings all of them. Connections are opaque keys
-(the gateway uses its connection objects).
+Pure bookkeeping, no I/O. Identities are only unique within an account (two
+customers may both have a ``bob``), so every entry is keyed by the account sid
+too: a client can only ever reach identities of its own account. An identity
+may have several devices (several connections); an incoming call rings all of
+them. Connections are opaque keys (the gateway uses its connection objects).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
 
+Address = tuple[str, str]
+"""``(account sid, identity)``: where a client can be reached."""
+
 
 class Presence:
     """The registration table of one gateway."""
 
     def __init__(self) -> None:
-        self._by_identity: dict[str, dict[Hashable, None]] = {}
+        self._by_address: dict[Address, dict[Hashable, None]] = {}
 
-    def register(self, identity: str, connection: Hashable) -> None:
-        """Mark ``connection`` as registered for ``identity`` (idempotent)."""
-        self._by_identity.setdefault(identity, {})[connection] = None
+    def register(self, account_sid: str, identity: str, connection: Hashable) -> None:
+        """Mark ``connection`` as registered for ``identity`` of ``account_sid`` (idempotent)."""
+        self._by_address.setdefault((account_sid, identity), {})[connection] = None
 
-    def unregister(self, identity: str, connection: Hashable) -> bool:
-        """Remove ``connection`` from ``identity``; True if it was registered."""
-        connections = self._by_identity.get(identity)
+    def unregister(self, account_sid: str, identity: str, connection: Hashable) -> bool:
+        """Remove ``connection`` from that identity; True if it was registered."""
+        address = (account_sid, identity)
+        connections = self._by_address.get(address)
         if connections is None or connection not in connections:
             return False
         del connections[connection]
         if not connections:
-            del self._by_identity[identity]
+            del self._by_address[address]
         return True
 
-    def connections(self, identity: str) -> list[Hashable]:
-        """The registered connections of ``identity``, oldest registration first."""
-        return list(self._by_identity.get(identity, {}))
+    def connections(self, account_sid: str, identity: str) -> list[Hashable]:
+        """The registered connections of that identity, oldest registration first."""
+        return list(self._by_address.get((account_sid, identity), {}))
 
-    def is_registered(self, identity: str, connection: Hashable) -> bool:
-        """Whether ``connection`` is registered for ``identity``."""
-        return connection in self._by_identity.get(identity, {})
+    def is_registered(self, account_sid: str, identity: str, connection: Hashable) -> bool:
+        """Whether ``connection`` is registered for that identity."""
+        return connection in self._by_address.get((account_sid, identity), {})
 
-    def identities(self) -> list[str]:
-        """Every identity with at least one registered connection."""
-        return list(self._by_identity)
+    def addresses(self) -> list[Address]:
+        """Every (account, identity) with at least one registered connection."""
+        return list(self._by_address)

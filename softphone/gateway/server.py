@@ -4,6 +4,12 @@ One :class:`Gateway` is one edge. It verifies access tokens at ``listen``,
 answers with ``connected``, keeps the registration table for ``register``, sends
 heartbeats, and hands call messages to its :class:`~softphone.gateway.calls.CallRouter`.
 It speaks the codec in :mod:`softphone.signaling.messages`, the same one the SDK uses.
+
+It is built to be reachable by clients it does not trust (:mod:`softphone.gateway.limits`):
+every connection has its own bounded send queue, so one that does not read never
+delays anybody else's heartbeat; inbound frames are rate-limited per connection;
+idle sockets and sockets that never ``listen`` are closed, all concurrently; a token
+stops authorizing anything new once it expires; repeated log lines are throttled.
 """
 
 from __future__ import annotations
@@ -15,23 +21,31 @@ import ssl
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
 
 import attrs
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from softphone.gateway import exposure, log_throttle
 from softphone.gateway.accounts import AccountStore
+from softphone.gateway.calls import CallRouter
 from softphone.gateway.connection import ClientConnection
+from softphone.gateway.leg_media import LegMedia, LegMediaConfig
+from softphone.gateway.limits import RATE_EXCEEDED, Limits
 from softphone.gateway.presence import Presence
-from softphone.gateway.tokens import TokenError, verify_token
+from softphone.gateway.rest_api import RestApi
+from softphone.gateway.tokens import TokenError, VerifiedToken, verify_token
+from softphone.gateway.traversal import TraversalConfig
+from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.messages import (
     C2S,
     Close,
     Connected,
     Error,
+    Hangup,
     Heartbeat,
+    Invite,
     Listen,
     MalformedMessage,
     Message,
@@ -48,6 +62,12 @@ log = logging.getLogger("softphone.gateway")
 MALFORMED_REQUEST = 31100
 AUTHORIZATION_ERROR = 31201
 TOKEN_EXPIRED = 31205
+RETRY_AFTER_S = 5
+"""``retryAfter`` sent to a client closed for flooding: the JS SDK waits that long."""
+POLICY_VIOLATION = 1008
+GOING_AWAY = 1001
+MAX_REASON_CHARS = 200
+"""Longest part of a client's frame echoed back in an error (the rest is cut)."""
 
 
 @attrs.define(kw_only=True)
@@ -65,29 +85,59 @@ class GatewayConfig:
     """Server heartbeat period; the JS client gives up after 15 s of silence."""
     idle_timeout_s: float = 45.0
     """Close a socket from which nothing (not even a heartbeat echo) came for this long."""
-    media_host: str = "127.0.0.1"
-    """Address the gateway's media legs bind and advertise."""
+    media: LegMediaConfig = attrs.field(factory=LegMediaConfig)
+    """Where media legs bind, what address they advertise, their ports, TURN use."""
+    traversal: TraversalConfig = attrs.field(factory=TraversalConfig)
+    """STUN/TURN servers handed out by the REST API's Tokens resource."""
+    api_port: int | None = None
+    """Port of the REST API (same host and TLS as signaling); None: no REST API."""
     clock: Callable[[], float] = time.time
     """Wall clock for token checks (tests pass a fake one)."""
+    limits: Limits = attrs.field(factory=Limits)
+    """What one client may ask of the gateway (frames, queues, calls, timeouts)."""
+    allow_public_dev_account: bool = False
+    """Serve beyond loopback even though an API key uses the published dev secret."""
 
 
 class Gateway:
     """A running signaling endpoint plus the call machinery behind it."""
 
-    def __init__(self, accounts: AccountStore, config: GatewayConfig | None = None) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        config: GatewayConfig | None = None,
+        *,
+        leg_media: Callable[[], PeerConnection] | None = None,
+    ) -> None:
+        """``leg_media`` replaces the default :class:`LegMedia` built from the config."""
         self.accounts = accounts
         self.config = config or GatewayConfig()
         self.presence = Presence()
         self.connections: set[ClientConnection] = set()
         self._server: Server | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
-        from softphone.gateway.calls import CallRouter  # local: calls imports this module
-
-        self.calls = CallRouter(self)
+        self.leg_media = leg_media or LegMedia(
+            self.config.media, self.config.traversal, clock=self.config.clock
+        )
+        self.calls = CallRouter(accounts, self.presence, self.config.limits, self.leg_media)
+        self.rest_api: RestApi | None = None
+        """The REST API once started (``api_port`` set)."""
+        log_throttle.install()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> Gateway:
-        """Bind and start serving; returns self so ``gw = await Gateway(...).start()`` works."""
+        """Bind and start serving; returns self so ``gw = await Gateway(...).start()`` works.
+
+        Raises :class:`~softphone.gateway.exposure.ExposureError` (a ValueError) before
+        binding a non-loopback address with a publicly known API key secret, unless
+        ``allow_public_dev_account`` is set.
+        """
+        exposed = exposure.check(
+            self.config.host,
+            self.accounts,
+            allow_public_secret=self.config.allow_public_dev_account,
+        )
+        limits = self.config.limits
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -95,15 +145,30 @@ class Gateway:
             ssl=self.config.ssl_context,
             process_request=self._check_path,
             ping_interval=None,
-            max_size=2**20,
+            max_size=limits.max_frame_bytes or None,
+            close_timeout=limits.close_timeout_s,
         )
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         log.info("gateway edge %s listening on %s", self.config.edge, self.url)
+        if self.config.api_port is not None:
+            self.rest_api = RestApi(self.accounts, self.config.traversal, clock=self.config.clock)
+            await self.rest_api.start(
+                self.config.host, self.config.api_port, self.config.ssl_context
+            )
+        if exposed:
+            log.warning(
+                "INSECURE: %s is reachable from other machines and accepts tokens signed "
+                "with the published development secret: anyone there can place calls",
+                self.url,
+            )
         return self
 
     async def stop(self) -> None:
         """End every call, close every socket and stop listening."""
         await self.calls.shutdown()
+        if self.rest_api is not None:
+            await self.rest_api.stop()
+            self.rest_api = None
         if self._heartbeat_task:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,44 +211,93 @@ class Gateway:
         return None
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        conn = ClientConnection(websocket)
+        conn = ClientConnection(websocket, self.config.limits)
         self.connections.add(conn)
         log.info("conn %d open from %s", conn.id, conn.remote)
+        loop = asyncio.get_running_loop()
         try:
             with contextlib.suppress(ConnectionClosed):  # a dropped socket ends the loop
                 async for frame in websocket:
-                    conn.last_inbound = asyncio.get_running_loop().time()
-                    await self._on_frame(conn, frame)
+                    now = loop.time()
+                    conn.last_inbound = now
+                    if not conn.inbound.allow(now):
+                        self._refuse_flood(conn)
+                    else:
+                        await self._on_frame(conn, frame)
+                    if conn.closed:
+                        break
         finally:
-            conn.closed = True
+            conn.close()
             self.connections.discard(conn)
-            if conn.expiry_timer:
-                conn.expiry_timer.cancel()
-            if conn.identity:
-                self.presence.unregister(conn.identity, conn)
+            self._unregister(conn)
             await self.calls.on_connection_closed(conn)
+            await conn.finish()
             log.info("conn %d closed (%s)", conn.id, websocket.close_code)
+
+    def _refuse_flood(self, conn: ClientConnection) -> None:
+        limits = self.config.limits
+        log.warning("conn %d sent over %g frames/s: closing it", conn.id, limits.max_frame_rate)
+        conn.send(
+            Error(
+                error={
+                    "code": RATE_EXCEEDED,
+                    "message": f"Over {limits.max_frame_rate:g} frames per second",
+                    "retryAfter": RETRY_AFTER_S,
+                }
+            )
+        )
+        conn.close(POLICY_VIOLATION, "frame rate limit")
 
     async def _on_frame(self, conn: ClientConnection, frame: str | bytes) -> None:
         try:
             message = decode(frame, C2S)
         except MalformedMessage as exc:
-            log.warning("conn %d sent a malformed frame: %s", conn.id, exc.reason)
-            await conn.send(Error.of(MALFORMED_REQUEST, f"Malformed request: {exc.reason}"))
+            reason = exc.reason[:MAX_REASON_CHARS]
+            log.warning("conn %d sent a malformed frame: %s", conn.id, reason)
+            conn.send(Error.of(MALFORMED_REQUEST, f"Malformed request: {reason}"))
             return
         if isinstance(message, Heartbeat):
             return
-        log.debug("conn %d -> %s", conn.id, type_of(message))
-        if isinstance(message, Listen):
+        log.debug("conn %d -> %.64s", conn.id, type_of(message))
+        if self._has_oversized_id(message):
+            limit = self.config.limits.max_id_length
+            conn.send(Error.of(MALFORMED_REQUEST, f"callsid and voiceeventsid: at most {limit}"))
+        elif isinstance(message, Listen):
             await self._on_listen(conn, message)
         elif conn.token is None:
-            await conn.send(
-                Error.of(AUTHORIZATION_ERROR, "Send a valid 'listen' with a token first")
-            )
+            conn.send(Error.of(AUTHORIZATION_ERROR, "Send a valid 'listen' with a token first"))
+        elif self._needs_current_token(message) and self._expired(conn.token):
+            self._refuse_expired(conn, message)
         elif isinstance(message, Register):
-            await self._on_register(conn, message)
+            self._on_register(conn, message)
         else:
             await self.calls.on_message(conn, message)
+
+    def _has_oversized_id(self, message: Message) -> bool:
+        limit = self.config.limits.max_id_length
+        ids = (getattr(message, "callsid", None), getattr(message, "voiceeventsid", None))
+        return any(isinstance(value, str) and len(value) > limit for value in ids)
+
+    # -- tokens ------------------------------------------------------------------------
+    def _expired(self, token: VerifiedToken) -> bool:
+        return token.expires_at <= self.config.clock()
+
+    @staticmethod
+    def _needs_current_token(message: Message) -> bool:
+        """Placing or taking a call and registering need a token that has not expired.
+
+        Frames about calls already up (hangup, DTMF, messages, ICE restarts) do not:
+        a live call outlasts the token it was placed with.
+        """
+        return isinstance(message, Invite) or (isinstance(message, Register) and message.audio)
+
+    def _refuse_expired(self, conn: ClientConnection, message: Message) -> None:
+        text = "Access token expired: send 'listen' with a new one"
+        error = {"code": TOKEN_EXPIRED, "message": text}
+        if isinstance(message, Invite):
+            conn.send(Hangup(callsid=message.callsid, error=error))
+        else:
+            conn.send(Error(error=error))
 
     async def _on_listen(self, conn: ClientConnection, message: Listen) -> None:
         now = self.config.clock()
@@ -191,17 +305,24 @@ class Gateway:
             token = verify_token(message.token, self.accounts, now=now)
         except TokenError as exc:
             log.info("conn %d: token rejected (%d %s)", conn.id, exc.code, exc.message)
-            await conn.send(Error.of(exc.code, exc.message))
-            await conn.send(Close())
+            conn.send(Error.of(exc.code, exc.message))
+            conn.send(Close())
+            # whatever it was before, this socket is no longer anybody's
+            if conn.expiry_timer:
+                conn.expiry_timer.cancel()
+            self._unregister(conn)
+            conn.token = None
+            conn.close(POLICY_VIOLATION, "invalid token")
             return
-        previous = conn.identity
-        if previous is not None and previous != token.identity and conn.registered:
-            self.presence.unregister(previous, conn)
-            self.presence.register(token.identity, conn)
+        address = (token.account_sid, token.identity)
+        if conn.registered_as is not None and conn.registered_as != address:
+            self._unregister(conn)
+            self.presence.register(*address, conn)
+            conn.registered_as = address
         conn.token = token
         conn.reconnect_timeout_s = reconnect_timeout_seconds(message.reconnect_timeout)
-        self._arm_expiry(conn, token.ttl(now))
-        await conn.send(
+        self._arm_expiry(conn, token.expires_at - now)
+        conn.send(
             Connected(
                 edge=self.config.edge,
                 region=self.config.region,
@@ -214,51 +335,72 @@ class Gateway:
     def _arm_expiry(self, conn: ClientConnection, ttl_s: float) -> None:
         if conn.expiry_timer:
             conn.expiry_timer.cancel()
-        loop = asyncio.get_running_loop()
         token = conn.token
-        conn.expiry_timer = loop.call_later(
-            max(0.0, ttl_s), lambda: asyncio.ensure_future(self._on_token_expired(conn, token))
+        conn.expiry_timer = asyncio.get_running_loop().call_later(
+            max(0.0, ttl_s), self._on_token_expired, conn, token
         )
 
-    async def _on_token_expired(self, conn: ClientConnection, token: Any) -> None:
+    def _on_token_expired(self, conn: ClientConnection, token: VerifiedToken | None) -> None:
         """The token ran out without an update: drop the registration, tell the client."""
         if conn.token is not token or conn.closed:
             return
         log.info("conn %d: token of %s expired", conn.id, conn.identity)
-        await conn.send(Error.of(TOKEN_EXPIRED, "Access token expired"))
-        if conn.registered and conn.identity:
-            conn.registered = False
-            self.presence.unregister(conn.identity, conn)
-            await conn.send(Offline())
+        conn.send(Error.of(TOKEN_EXPIRED, "Access token expired"))
+        if self._unregister(conn):
+            conn.send(Offline())
 
-    async def _on_register(self, conn: ClientConnection, message: Register) -> None:
-        assert conn.identity is not None
+    # -- presence ----------------------------------------------------------------------
+    def _on_register(self, conn: ClientConnection, message: Register) -> None:
+        token = conn.token
+        assert token is not None
         if message.audio:
-            if conn.token is not None and not conn.token.incoming_allow:
-                await conn.send(
-                    Error.of(AUTHORIZATION_ERROR, "Token does not allow incoming calls")
-                )
+            if not token.incoming_allow:
+                conn.send(Error.of(AUTHORIZATION_ERROR, "Token does not allow incoming calls"))
                 return
-            conn.registered = True
-            self.presence.register(conn.identity, conn)
-            await conn.send(Ready())
+            address = (token.account_sid, token.identity)
+            if conn.registered_as != address:
+                self._unregister(conn)
+            self.presence.register(*address, conn)
+            conn.registered_as = address
+            conn.send(Ready())
         else:
-            conn.registered = False
-            self.presence.unregister(conn.identity, conn)
-            await conn.send(Offline())
+            self._unregister(conn)
+            conn.send(Offline())
 
+    def _unregister(self, conn: ClientConnection) -> bool:
+        """Take ``conn`` out of presence; True if it was registered."""
+        address, conn.registered_as = conn.registered_as, None
+        return address is not None and self.presence.unregister(*address, conn)
+
+    # -- liveness ----------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
+        """Every interval: a heartbeat to each socket, and close the idle ones.
+
+        Nothing here waits on a client: heartbeats are queued and closes run in each
+        connection's own writer.
+        """
         interval = self.config.heartbeat_interval_s
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             for conn in list(self.connections):
-                if now - conn.last_inbound > self.config.idle_timeout_s:
-                    log.info("conn %d silent for %.0f s: closing", conn.id, now - conn.last_inbound)
-                    await conn.websocket.close(1001, "idle")
+                if conn.closed:
                     continue
-                await conn.send_heartbeat()
+                silent = now - conn.last_inbound
+                if silent > self.config.idle_timeout_s:
+                    log.info("conn %d silent for %.0f s: closing", conn.id, silent)
+                    conn.close(GOING_AWAY, "idle")
+                elif (
+                    conn.token is None
+                    and now - conn.opened_at > self.config.limits.listen_timeout_s
+                ):
+                    log.info("conn %d sent no valid listen: closing", conn.id)
+                    conn.close(POLICY_VIOLATION, "no valid listen")
+                else:
+                    conn.send_heartbeat()
 
-    async def broadcast(self, message: Message) -> None:
-        """Send one message to every connection (used by ``stop`` and tests)."""
-        await asyncio.gather(*(conn.send(message) for conn in list(self.connections)))
+    def broadcast(self, message: Message) -> None:
+        """Queue one message for every connection."""
+        for conn in list(self.connections):
+            conn.send(message)

@@ -12,7 +12,8 @@ The checks run in a fixed order so that each defect maps to one code:
 
 1. not a non-empty string -> 31102 (token missing);
 2. header/payload unreadable (unverified parse), ``alg`` not HS256, or a required claim
-   (``iss``, ``sub``, ``exp``, ``grants``) missing or of the wrong type -> 31204;
+   (``iss``, ``sub``, ``exp``, ``grants``) missing or of the wrong type (a time that is
+   no finite number, such as ``exp: 10**400``, included) -> 31204;
 3. ``iss`` is not a known API key -> 31203 (no valid account: we cannot even pick a key);
 4. signature does not verify with that key's secret -> 31202;
 5. ``sub`` is not the key's account -> 31203. Checked only *after* the signature, so a
@@ -127,6 +128,22 @@ def mint_token(
     return jwt.encode(payload, key.secret, algorithm=ALGORITHM, headers={"cty": CONTENT_TYPE})
 
 
+def identity_problem(identity: object) -> str | None:
+    """Why the gateway refuses ``identity`` as a client name, or None if it is fine.
+
+    The one identity rule (Twilio's): 1 to :data:`MAX_IDENTITY_LENGTH` characters of
+    ``A-Z a-z 0-9 _``. :func:`verify_token` applies it (31105) and ``softphone token``
+    refuses to mint what would be refused.
+    """
+    if (
+        isinstance(identity, str)
+        and len(identity) <= MAX_IDENTITY_LENGTH
+        and _IDENTITY_RE.fullmatch(identity) is not None
+    ):
+        return None
+    return f"Identity must be 1-{MAX_IDENTITY_LENGTH} characters of A-Z, a-z, 0-9 and _"
+
+
 def verify_token(token: object, store: AccountStore, *, now: float) -> VerifiedToken:
     """Check ``token`` against ``store`` at time ``now``; see the module doc for the codes."""
     if not isinstance(token, str) or not token:
@@ -147,8 +164,17 @@ def _invalid(message: str) -> TokenError:
 
 
 def _is_number(value: object) -> bool:
-    """A JSON number (bool is not one, though Python thinks so)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number a float can hold (bool is not one, though Python thinks so).
+
+    JSON integers are unbounded: ``10**400`` is valid JSON but no time, and
+    ``math.isfinite`` raises on it instead of answering.
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:
@@ -222,15 +248,10 @@ def _read_grants(claims: dict[str, Any], key: ApiKey) -> VerifiedToken:
     if params is not None and not isinstance(params, dict):
         raise _invalid("Access token outgoing params must be an object")
     identity = grants.get("identity")
-    if (
-        not isinstance(identity, str)
-        or len(identity) > MAX_IDENTITY_LENGTH
-        or _IDENTITY_RE.fullmatch(identity) is None
-    ):
-        raise TokenError(
-            INVALID_CLIENT_NAME,
-            f"Identity must be 1-{MAX_IDENTITY_LENGTH} characters of A-Z, a-z, 0-9 and _",
-        )
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise TokenError(INVALID_CLIENT_NAME, problem)
+    assert isinstance(identity, str)
     return VerifiedToken(
         identity=identity,
         account_sid=key.account_sid,

@@ -16,7 +16,12 @@ wrapper (media-behaviour.md §1, §2, §4, §5):
   aiortc's own jitter buffer and decoder never run (``receive_path="aiortc"``
   keeps them, as the baseline the benchmarks compare against);
 * RFC 4733 DTMF both ways and stats with jitter in seconds, plus the receive
-  path's (concealment, buffer delay).
+  path's (concealment, buffer delay);
+* ICE as the JS ``rtcConfiguration`` asks (:mod:`softphone.media.rtc_configuration`):
+  every STUN/TURN server (``turn:`` over UDP or TCP, ``turns:`` over TLS), the
+  ``relay`` transport policy, a bounded gathering wait
+  (:data:`~softphone.media.ice_gathering.ICE_GATHERING_TIMEOUT_S`) and ICE
+  restarts that keep all of it and survive a dead old path.
 
 Every aiortc private it needs goes through :mod:`softphone.media.aiortc_hooks`.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -35,6 +41,7 @@ import numpy as np
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -44,14 +51,22 @@ from aiortc.mediastreams import MediaStreamError
 from softphone.audio_backends.base import SAMPLE_RATE, AudioSink, AudioSource
 from softphone.audio_backends.null import NullSink
 from softphone.media import aiortc_hooks as hooks
+from softphone.media.ice_gathering import (
+    ICE_GATHERING_TIMEOUT_S,
+    GatheringFailure,
+    GatheringReport,
+    IceGatheringSettings,
+)
 from softphone.media.opus import OpusSettings
 from softphone.media.packet_track import PacketTrack
 from softphone.media.playout import RemotePlayout
+from softphone.media.rtc_configuration import RtcConfiguration, parse_rtc_configuration
 from softphone.media.sdp import (
     BITRATE_MAX,
     BITRATE_MIN,
     CodecInfo,
     add_opus_fmtp,
+    advertise_address,
     apply_codec_preferences,
     ice_credentials,
     negotiated_codec,
@@ -66,7 +81,6 @@ __all__ = [
     "OPUS_RECEIVE_FMTP",
     "PeerConnection",
     "ReceivePath",
-    "ice_servers_to_aiortc",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,19 +95,12 @@ ReceivePath = Literal["softphone", "aiortc"]
 _TELEPHONE_EVENT = "telephone-event"
 
 
-def ice_servers_to_aiortc(servers: Sequence[Mapping[str, Any]] | None) -> list[RTCIceServer]:
-    """Convert JS-style ``{"urls", "username", "credential"}`` dicts (``url`` accepted too)."""
-    out: list[RTCIceServer] = []
-    for server in servers or []:
-        urls = server.get("urls", server.get("url"))
-        if not urls:
-            raise ValueError(f"ICE server without urls: {server!r}")
-        out.append(
-            RTCIceServer(
-                urls=urls, username=server.get("username"), credential=server.get("credential")
-            )
-        )
-    return out
+def _aiortc_configuration(rtc: RtcConfiguration) -> RTCConfiguration:
+    """aiortc's configuration: the policy and the STUN server (TURN is gathered by our hooks)."""
+    stun = [RTCIceServer(urls=rtc.stun_servers[0].url)] if rtc.stun_servers else []
+    return RTCConfiguration(
+        iceServers=stun, iceTransportPolicy=RTCIceTransportPolicy(rtc.ice_transport_policy)
+    )
 
 
 def _log_restart_failure(task: asyncio.Future[None]) -> None:
@@ -116,8 +123,16 @@ class PeerConnection:
     """One audio call leg over aiortc.
 
     Args:
-        ice_servers: JS-style ICE server dicts; None or ``[]`` means host
-            candidates only. aiortc's Google STUN default is never used.
+        ice_servers: JS-style ICE server dicts (``urls``, ``username``,
+            ``credential``); None or ``[]`` means host candidates only.
+            aiortc's Google STUN default is never used. Every TURN server is
+            used, over UDP, TCP (``?transport=tcp``) or TLS (``turns:``).
+        ice_transport_policy: ``"all"`` or ``"relay"`` (only TURN relay
+            candidates are offered and used, also after ICE restarts).
+        ice_gathering_timeout: seconds an offer or answer waits for STUN/TURN
+            candidates (None: aioice's 5 s); what is gathered by then is sent.
+        turn_tls_context: verifies ``turns:`` servers (None: the system trust
+            store, or the ``SSL_CERT_FILE`` file).
         codec_preferences: codec names in preference order (case-insensitive,
             e.g. ``("pcmu", "opus")``); other codecs follow in aiortc's order.
         max_average_bitrate: Opus bitrate cap in bit/s (6000..510000, else
@@ -130,26 +145,46 @@ class PeerConnection:
             jitter buffer, concealment and playout clock; ``"aiortc"`` through
             aiortc's fixed 80 ms buffer and decoder thread (no concealment,
             latency grows after loss), kept as the benchmarks' baseline.
+        advertised_address: put in every SDP we send instead of our host
+            candidates' address (1:1 NAT: bind the private address, advertise the
+            public one); None sends the bound address.
 
     Flow: caller ``await create_offer(src)`` → send SDP → ``await
     apply_answer(sdp)``; callee ``await create_answer(offer, src)``. SDPs we
-    return carry every candidate (aiortc gathers fully first).
+    return carry every candidate gathered within the time bound.
     Callbacks run on the event loop: ``on_dtmf(digit)`` for received RFC 4733
-    digits and ``on_connection_state_change(state)``.
+    digits, ``on_connection_state_change(state)`` and
+    ``on_ice_gathering_failure(reason)`` (``"none"``/``"timeout"``, the JS
+    ``Call.IceGatheringFailureReason``) when an SDP goes out with no candidate.
+
+    Raises ``ValueError`` for an invalid ICE configuration (an unknown
+    policy, a malformed server URL, a TURN server without credentials).
     """
 
     def __init__(
         self,
         *,
         ice_servers: Sequence[Mapping[str, Any]] | None = None,
+        ice_transport_policy: str = "all",
+        ice_gathering_timeout: float | None = ICE_GATHERING_TIMEOUT_S,
+        turn_tls_context: ssl.SSLContext | None = None,
         codec_preferences: Sequence[str] = DEFAULT_CODEC_PREFERENCES,
         max_average_bitrate: int | None = None,
         dtmf: bool = True,
         codecs: Sequence[str] | None = None,
         receive_path: ReceivePath = "softphone",
+        advertised_address: str | None = None,
     ) -> None:
         if receive_path not in ("softphone", "aiortc"):
             raise ValueError(f"unknown receive_path {receive_path!r}")
+        self._rtc = parse_rtc_configuration(
+            {"iceServers": ice_servers, "iceTransportPolicy": ice_transport_policy}
+        )
+        for url in self._rtc.skipped_urls:
+            log.info("ICE server %s skipped: no STUN over TLS or TURN over DTLS here", url)
+        self._gathering_timeout = ice_gathering_timeout
+        self._advertised = advertised_address
+        self._turn_tls_context = turn_tls_context
         hooks.register_telephone_event()
         self._receive_path: ReceivePath = receive_path
         self._codec_preferences = tuple(p.lower() for p in codec_preferences)
@@ -161,9 +196,7 @@ class PeerConnection:
         )
         self._dtmf_enabled = dtmf
         self._allowed = None if codecs is None else {c.lower() for c in codecs}
-        self._pc = RTCPeerConnection(
-            configuration=RTCConfiguration(iceServers=ice_servers_to_aiortc(ice_servers))
-        )
+        self._pc = RTCPeerConnection(configuration=_aiortc_configuration(self._rtc))
         self._pc.on("connectionstatechange", self._on_state_change)
         self._track = SourceTrack(None)
         self._transceiver: Any = None
@@ -179,6 +212,7 @@ class PeerConnection:
         self._restart_tasks: set[asyncio.Future[None]] = set()
         self.on_dtmf: Callable[[str], None] | None = None
         self.on_connection_state_change: Callable[[str], None] | None = None
+        self.on_ice_gathering_failure: Callable[[GatheringFailure], None] | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -188,10 +222,24 @@ class PeerConnection:
         return self._pc
 
     @property
+    def rtc_configuration(self) -> RtcConfiguration:
+        """The validated ICE configuration: policy, STUN and TURN servers."""
+        return self._rtc
+
+    @property
+    def ice_gathering(self) -> GatheringReport | None:
+        """What the last gathering produced (candidate types, TURN outcomes, seconds)."""
+        return hooks.gathering_report(self._pc)
+
+    @property
     def local_sdp(self) -> str | None:
-        """The applied local description's SDP (with candidates), None before one."""
-        description = self._pc.localDescription
-        return str(description.sdp) if description is not None else None
+        """The applied local description's SDP as sent (with candidates), None before one."""
+        return self._outgoing_sdp() if self._pc.localDescription is not None else None
+
+    def _outgoing_sdp(self) -> str:
+        """The applied local SDP, host addresses replaced by ``advertised_address`` if set."""
+        sdp = str(self._pc.localDescription.sdp)
+        return advertise_address(sdp, self._advertised) if self._advertised else sdp
 
     @property
     def remote_sdp(self) -> str | None:
@@ -301,7 +349,8 @@ class PeerConnection:
         offer = await self._pc.createOffer()
         sdp = self._munge_local(offer.sdp)
         await self._pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        return str(self._pc.localDescription.sdp)
+        self._check_gathering()
+        return self._outgoing_sdp()
 
     async def apply_answer(self, sdp: str) -> None:
         """Apply the remote answer (codec-order munged) and start media handling."""
@@ -319,8 +368,9 @@ class PeerConnection:
         answer = await self._pc.createAnswer()
         sdp = self._munge_local(answer.sdp)
         await self._pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        self._check_gathering()
         self._negotiated(offer)
-        return str(self._pc.localDescription.sdp)
+        return self._outgoing_sdp()
 
     # ------------------------------------------------------------------ ICE restart
 
@@ -332,10 +382,11 @@ class PeerConnection:
         """
         restarter = hooks.ice_restarter(self._pc)
         await restarter.prepare()
+        self._check_gathering()
         offer = await self._pc.createOffer()
         sdp = self._munge_local(offer.sdp)
         await self._pc.setLocalDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        return str(self._pc.localDescription.sdp)
+        return self._outgoing_sdp()
 
     async def apply_ice_restart_answer(self, sdp: str) -> None:
         """Apply the answer to our restart offer and connect the new path.
@@ -361,6 +412,7 @@ class PeerConnection:
         restart = credentials is not None and credentials[0] != restarter.remote_ufrag
         if restart:
             await restarter.prepare()
+            self._check_gathering()
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         answer = await self._pc.createAnswer()
         sdp = self._munge_local(answer.sdp)
@@ -370,7 +422,28 @@ class PeerConnection:
             task.add_done_callback(_log_restart_failure)
             self._restart_tasks.add(task)
             task.add_done_callback(self._restart_tasks.discard)
-        return str(self._pc.localDescription.sdp)
+        return self._outgoing_sdp()
+
+    def _check_gathering(self) -> None:
+        """Report an SDP about to go out with no candidate at all (JS ``IceGatheringFailed``)."""
+        report = hooks.gathering_report(self._pc)
+        failure = report.failure if report is not None else None
+        if failure is None:
+            return
+        assert report is not None
+        log.warning(
+            "ICE gathering failed (%s): no usable candidate (policy %s, TURN timed out: %s, "
+            "failed: %s)",
+            failure,
+            self._rtc.ice_transport_policy,
+            report.timed_out,
+            report.failed,
+        )
+        if self.on_ice_gathering_failure is not None:
+            try:
+                self.on_ice_gathering_failure(failure)
+            except Exception:
+                logger.exception("on_ice_gathering_failure callback failed")
 
     def _munge_local(self, sdp: str) -> str:
         """Our bitrate cap and ``useinbandfec=1`` in the Opus fmtp of a local SDP."""
@@ -399,6 +472,16 @@ class PeerConnection:
             raise RuntimeError("this PeerConnection already negotiated (no renegotiation yet)")
         self._track.replace_source(source)
         transceiver = self._pc.addTransceiver(self._track, direction="sendrecv")
+        hooks.configure_ice(
+            self._pc,
+            IceGatheringSettings(
+                relay_only=self._rtc.relay_only,
+                stun_server=self._rtc.stun_server,
+                turn_servers=self._rtc.turn_servers,
+                timeout=self._gathering_timeout,
+                tls_context=self._turn_tls_context,
+            ),
+        )
         transceiver.setCodecPreferences(self._capabilities())
         self._shim = hooks.receive_shim(transceiver.receiver)
         self._shim.on_dtmf = self._dispatch_dtmf
@@ -643,7 +726,7 @@ class PeerConnection:
         self._closed = True
         if self._dtmf is not None:
             self._dtmf.close()
-        await self._pc.close()
+        await hooks.close_peer_connection(self._pc)
         self._track.stop()
         if self._playout is not None:
             await self._playout.close()

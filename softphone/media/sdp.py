@@ -23,7 +23,9 @@ __all__ = [
     "CodecInfo",
     "OpusFmtp",
     "add_opus_fmtp",
+    "advertise_address",
     "apply_codec_preferences",
+    "candidate_types",
     "has_telephone_event",
     "ice_credentials",
     "negotiated_codec",
@@ -410,3 +412,37 @@ def remove_ice_lite(sdp: str) -> str:
     """
     lines, eol, trailing = _split(sdp)
     return _join([line for line in lines if "a=ice-lite" not in line], eol, trailing)
+
+
+def candidate_types(sdp: str) -> list[str]:
+    """The ``typ`` of every ``a=candidate`` line, in order (``host``, ``srflx``, ``relay``…)."""
+    types = []
+    for line in _clean_lines(sdp):
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if "typ" in parts[:-1]:
+                types.append(parts[parts.index("typ") + 1])
+    return types
+
+
+def advertise_address(sdp: str, external: str) -> str:
+    """Put ``external`` in place of the address of every host candidate and ``c=`` line.
+
+    A gateway behind 1:1 NAT (a cloud VM) binds its private address, but peers must be
+    told the public one: this is that translation (pion's ``NAT1To1IPs``, coturn's
+    ``external-ip``). Ports are kept: the NAT maps them one to one. Relay and
+    server-reflexive candidates already carry outside addresses and are left alone.
+    """
+    lines, eol, trailing = _split(sdp)
+    family = "IP6" if ":" in external else "IP4"
+    out = []
+    for line in lines:
+        if line.startswith("a=candidate:"):
+            parts = line.split(" ")
+            if len(parts) > 7 and parts[6] == "typ" and parts[7] == "host":
+                parts[4] = external
+                line = " ".join(parts)
+        elif line.startswith("c=IN "):
+            line = f"c=IN {family} {external}"
+        out.append(line)
+    return _join(out, eol, trailing)

@@ -46,13 +46,16 @@ class MalformedMessage(ValueError):
     """A frame that is not a valid PStream message: bad JSON, bad envelope or bad payload.
 
     Raised by :func:`decode` instead of any lower-level exception, so a peer sending
-    garbage costs the receiver one log line, never a crash.
+    garbage costs the receiver one log line, never a crash. ``msg_type`` is the
+    envelope's ``type`` when it was readable, so a receiver can still answer a broken
+    frame of a known type (the SDK reports an ``invite`` without ``sdp`` as 31400).
     """
 
-    def __init__(self, reason: str, frame: str | None = None) -> None:
+    def __init__(self, reason: str, frame: str | None = None, msg_type: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.frame = frame
+        self.msg_type = msg_type
 
 
 @attrs.frozen
@@ -464,7 +467,7 @@ def _payload_from_frame(frame: str | bytes) -> tuple[str, JsonObject]:
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise MalformedMessage(f"'{msg_type}' payload is not an object", frame)
+        raise MalformedMessage(f"'{msg_type}' payload is not an object", frame, msg_type)
     return msg_type, payload
 
 
@@ -486,23 +489,25 @@ def from_payload(msg_type: str, payload: Mapping[str, Any], direction: Direction
     if cls is None:
         return Unknown(type=msg_type, payload_object=dict(payload))
     if direction not in cls.DIRECTIONS:
-        raise MalformedMessage(f"'{msg_type}' is not sent {direction.value}")
+        raise MalformedMessage(f"'{msg_type}' is not sent {direction.value}", msg_type=msg_type)
     kwargs: dict[str, Any] = {}
     for field in cls.FIELDS:
         value = payload.get(field.key)
         if value is None:
             if direction in field.required:
-                raise MalformedMessage(f"'{msg_type}' needs '{field.key}'")
+                raise MalformedMessage(f"'{msg_type}' needs '{field.key}'", msg_type=msg_type)
             continue
         if not _check(value, field):
-            raise MalformedMessage(f"'{msg_type}.{field.key}' has the wrong type")
+            raise MalformedMessage(
+                f"'{msg_type}.{field.key}' has the wrong type", msg_type=msg_type
+            )
         kwargs[field.attr] = value
     known = {field.key for field in cls.FIELDS}
     extra = {key: value for key, value in payload.items() if key not in known}
     try:
         return cls(extra=extra, **kwargs)
     except TypeError as exc:  # a field required by the class but optional on the wire
-        raise MalformedMessage(f"'{msg_type}': {exc}") from None
+        raise MalformedMessage(f"'{msg_type}': {exc}", msg_type=msg_type) from None
 
 
 def decode(frame: str | bytes, direction: Direction) -> Message | Heartbeat:

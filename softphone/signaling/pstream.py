@@ -5,8 +5,15 @@ and replays them after the next ``listen``, and re-emits every inbound message
 under its wire ``type`` with the typed message object as the argument.
 
 Events: ``transportOpen``, ``transportClose``, ``offline``, ``error(info)``
-(``info`` = ``{"error": {"code", "message", ...}}``) and one event per inbound
-message type (``connected``, ``ready``, ``invite``, ``answer`` …).
+(``info`` = ``{"error": {"code", "message", ...}}``, plus ``"transport": True`` when
+the failure is local (socket, send, a listener) rather than a server ``error`` frame),
+one event per inbound message type (``connected``, ``ready``, ``invite``, ``answer``
+…) and, Python only, ``malformed(msg_type, reason)`` for a frame that could not be
+decoded (``msg_type`` is None when not even the envelope was readable).
+
+A listener that raises never reaches the socket task: pyee turns it into an ``error``
+event carrying the exception, which this class logs (code 31000) and re-emits in the
+usual ``{"error": {"code": 31000, "message": ...}}`` shape.
 """
 
 from __future__ import annotations
@@ -46,6 +53,19 @@ from softphone.version import __version__
 log = logging.getLogger("softphone.signaling.pstream")
 
 TRANSPORT_ERROR = 31009
+UNKNOWN_ERROR = 31000
+
+
+def _internal_error(exc: BaseException, where: str) -> dict[str, Any]:
+    """Log a listener's exception with its code and describe it as an ``error`` info."""
+    log.error("a %s listener raised (%d UnknownError): %r", where, UNKNOWN_ERROR, exc, exc_info=exc)
+    return {
+        "error": {
+            "code": UNKNOWN_ERROR,
+            "message": f"internal error in a {where} listener: {exc!r}",
+        },
+        "transport": True,
+    }
 
 
 class StreamStatus(enum.Enum):
@@ -122,16 +142,34 @@ class PStream(AsyncIOEventEmitter):
                 self.emit("offline")
             self.status = StreamStatus.DISCONNECTED
 
-    def _on_transport_error(self, info: dict[str, Any] | None = None) -> None:
+    def emit(self, event: str, *args: Any, **kwargs: Any) -> bool:
+        """pyee's ``emit``; an ``error`` carrying an exception (a listener raised) is
+        logged and turned into a 31000 info first, so ``error`` listeners always get
+        ``{"error": {...}}``, and an ``error`` nobody listens to (a destroyed stream) is
+        logged instead of raised."""
+        if event == "error" and args and isinstance(args[0], BaseException):
+            args = (_internal_error(args[0], "signaling"), *args[1:])
+        if event == "error" and not self.listeners("error"):
+            log.info("signaling error with nobody listening: %s", args[0] if args else None)
+            return False  # pyee would raise here, inside a socket callback
+        return super().emit(event, *args, **kwargs)
+
+    def _on_transport_error(self, info: dict[str, Any] | BaseException | None = None) -> None:
+        if isinstance(info, BaseException):
+            self.emit("error", _internal_error(info, "transport"))
+            return
         if not info:
             info = {"code": 31000, "message": "Websocket closed without a provided reason"}
-        self.emit("error", info if "error" in info else {"error": info})
+        wrapped: dict[str, Any] = dict(info) if "error" in info else {"error": info}
+        wrapped["transport"] = True  # a local socket failure, not a server `error` frame
+        self.emit("error", wrapped)
 
     def _on_transport_message(self, frame: str) -> None:
         try:
             message = decode(frame, S2C)
         except MalformedMessage as exc:
             log.warning("dropping malformed signaling frame: %s", exc.reason)
+            self.emit("malformed", exc.msg_type, exc.reason)
             return
         assert isinstance(message, Message)
         payload = message.payload()
@@ -172,7 +210,8 @@ class PStream(AsyncIOEventEmitter):
                 "error": {
                     "code": TRANSPORT_ERROR,
                     "message": "Cannot send message: the signaling socket is not open",
-                }
+                },
+                "transport": True,
             },
         )
         if retry:

@@ -7,24 +7,38 @@ A port of the JS SDK's WSTransport (transport-and-edges.md §3) onto asyncio and
 the timers.
 
 Events (pyee): ``open``; ``message(text)``; ``close``; ``error(info)`` where
-``info`` is ``{"code": 31000|31005, "message": str}``.
+``info`` is ``{"code": 31000|31005, "message": str}`` and ``message`` says in plain
+words what failed (:mod:`softphone.signaling.failures`).
+
+``wss://`` URLs are verified: with the ``ssl_context`` given, else with
+``ssl.create_default_context()`` (the system trust store, or the file named by
+``SSL_CERT_FILE``), made on the first ``wss`` dial rather than at import so the
+environment in force when connecting is the one that counts.
+
+Every socket that fails to open or closes is also counted in :attr:`WSTransport.failures`
+with its cause in :attr:`WSTransport.last_failure`; the Device uses both to give up
+establishing signaling instead of waiting forever. No task of this module ends with an
+exception nobody retrieves: the socket task's unexpected failures are logged with code
+31000 and reported as an ``error`` event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+import math
+import os
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pyee.asyncio import AsyncIOEventEmitter
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from softphone.signaling import failures
 from softphone.signaling.backoff import Backoff
 from softphone.signaling.edge_walk import EdgeWalk, SocketState
 from softphone.signaling.messages import HEARTBEAT
@@ -47,6 +61,46 @@ ABNORMAL_CLOSE_TEXT = (
     "If this is happening consistently, there may be an issue resolving the hostname "
     "provided. If a region or an edge is being specified in Device setup, ensure it is valid."
 )
+
+_default_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+
+
+async def default_client_context() -> ssl.SSLContext:
+    """``ssl.create_default_context()`` for the current ``SSL_CERT_FILE``/``SSL_CERT_DIR``.
+
+    Made once per value of those variables (loading the system store takes tens of ms,
+    so it runs in a worker thread, not on the event loop) and shared by every transport.
+    """
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _default_contexts.get(key)
+    if context is None:
+        context = await asyncio.to_thread(ssl.create_default_context)
+        _default_contexts[key] = context
+    return context
+
+
+def retry_after_ms(frame: str) -> float | None:
+    """A server ``error`` frame's ``payload.error.retryAfter`` in ms, or None.
+
+    Only finite numbers count (a bool, a string, NaN do not); the value is clamped to
+    [0, :data:`MAX_RETRY_AFTER_DELAY_MS`], so a hostile ``Infinity``, ``1e308`` or
+    negative value can neither stall the reconnect nor overflow the backoff. Frames that
+    are not JSON, nest too deeply or lack the keys give None; nothing here raises.
+    """
+    if "retryAfter" not in frame:
+        return None  # the common case: no second JSON parse of every frame
+    try:
+        envelope: Any = json.loads(frame)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(envelope, dict) or envelope.get("type") != "error":
+        return None
+    payload = envelope.get("payload")
+    error = payload.get("error") if isinstance(payload, dict) else None
+    value = error.get("retryAfter") if isinstance(error, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return min(max(float(value) * 1000, 0.0), float(MAX_RETRY_AFTER_DELAY_MS))
 
 
 class WSTransport(AsyncIOEventEmitter):
@@ -72,6 +126,7 @@ class WSTransport(AsyncIOEventEmitter):
         self.connect_timeout_ms = connect_timeout_ms
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.ssl_context = ssl_context
+        """TLS settings for ``wss://``; None verifies against the default trust store."""
         self._rng = rng
         self.uri: str | None = None
         self.retry_after_ms: float | None = None
@@ -87,6 +142,11 @@ class WSTransport(AsyncIOEventEmitter):
         self._preferred_start: float | None = None
         self.connect_attempts = 0
         """How many sockets were dialled (for tests and diagnostics)."""
+        self.failures = 0
+        """How many sockets failed to open or closed, in total."""
+        self.last_failure: str | None = None
+        """Why the most recent socket failed or closed, in plain words."""
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.reconnect_delays_ms: list[int] = []
         """Every reconnect delay scheduled so far, in order (diagnostics)."""
 
@@ -151,39 +211,63 @@ class WSTransport(AsyncIOEventEmitter):
         self.walk.set_state(SocketState.CONNECTING)
         self.uri = uri
         self.connect_attempts += 1
-        self._socket_task = asyncio.get_running_loop().create_task(self._run_socket(uri))
+        self._socket_task = self._spawn(self._run_socket(uri), "signaling socket")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        """A task whose unexpected exception is logged with a code and reported, not lost."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._task_done(done, what))
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any], what: str) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s task failed (%d UnknownError): %r", what, UNKNOWN_ERROR, exc, exc_info=exc)
+        self._emit_error(UNKNOWN_ERROR, f"internal error in the {what}: {exc!r}")
+        if task is self._socket_task and self.walk.state is not SocketState.CLOSED:
+            self._socket_task = None
+            self._record_failure(f"internal error in the {what}: {exc!r}")
+            self._stop_socket()
+            self._after_socket_closed()
+
+    async def _client_ssl(self, uri: str) -> ssl.SSLContext | None:
+        """The TLS context for dialling ``uri``: None for ``ws://``, verified for ``wss://``."""
+        if not uri.lower().startswith("wss:"):
+            return None
+        return self.ssl_context or await default_client_context()
+
+    def _record_failure(self, cause: str) -> None:
+        self.failures += 1
+        self.last_failure = cause
 
     async def _run_socket(self, uri: str) -> None:
         loop = asyncio.get_running_loop()
         log.debug("connecting to %s", uri)
         try:
-            websocket = await asyncio.wait_for(
-                connect(
-                    uri,
-                    ssl=self.ssl_context if uri.startswith("wss:") else None,
-                    open_timeout=None,
-                    ping_interval=None,
-                    max_size=2**22,
-                    compression=None,
-                ),
-                self.connect_timeout_ms / 1000,
-            )
+            websocket = await asyncio.wait_for(self._dial(uri), self.connect_timeout_ms / 1000)
         except TimeoutError:
-            log.info("signaling connect to %s timed out", uri)
+            cause = failures.connect_timeout(uri, self.connect_timeout_ms)
+            log.info("signaling connect failed: %s", cause)
+            self._record_failure(cause)
             self.walk.on_connect_timeout()
             self._after_socket_closed()
             return
-        except (OSError, InvalidHandshake, InvalidURI, ssl.SSLError) as exc:
-            log.info("signaling connect to %s failed: %s", uri, exc)
-            self._emit_error(UNKNOWN_ERROR, str(exc) or "socket error")
-            self._on_socket_close(1006, "")
+        except (OSError, InvalidHandshake, InvalidURI, ssl.SSLError, ValueError) as exc:
+            cause = failures.connect_failure(uri, exc)
+            log.info("signaling connect failed: %s", cause)
+            self._record_failure(cause)
+            self._emit_error(UNKNOWN_ERROR, cause)
+            self._on_socket_close(1006, "", recorded=True)
             return
         self._socket = websocket
         self._opened_at = loop.time()
         self.walk.on_open()
         self._discard_backoffs()
         self._arm_heartbeat()
-        writer = loop.create_task(self._write_loop(websocket))
+        writer = self._spawn(self._write_loop(websocket), "signaling writer")
         self.emit("open")
         try:
             async for frame in websocket:
@@ -204,6 +288,16 @@ class WSTransport(AsyncIOEventEmitter):
         if self._socket is websocket:
             self._on_socket_close(code, reason)
 
+    async def _dial(self, uri: str) -> ClientConnection:
+        return await connect(
+            uri,
+            ssl=await self._client_ssl(uri),
+            open_timeout=None,
+            ping_interval=None,
+            max_size=2**22,
+            compression=None,
+        )
+
     async def _write_loop(self, websocket: ClientConnection) -> None:
         while True:
             text = await self._outbox.get()
@@ -212,10 +306,12 @@ class WSTransport(AsyncIOEventEmitter):
             except ConnectionClosed:
                 return
 
-    def _on_socket_close(self, code: int, reason: str) -> None:
+    def _on_socket_close(self, code: int, reason: str, *, recorded: bool = False) -> None:
         """What the JS ``_onSocketClose`` does: report, pick the next URL, back off."""
+        if not recorded:
+            self._record_failure(failures.socket_closed(self.uri or "", code, reason))
         if self.walk.on_close(code):
-            self._emit_error(CONNECTION_ERROR, reason or ABNORMAL_CLOSE_TEXT)
+            self._emit_error(CONNECTION_ERROR, reason or self.last_failure or ABNORMAL_CLOSE_TEXT)
         self._after_socket_closed()
 
     def _emit_error(self, code: int, message: str) -> None:
@@ -249,7 +345,7 @@ class WSTransport(AsyncIOEventEmitter):
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
         if socket is not None:
-            asyncio.get_running_loop().create_task(socket.close())
+            self._spawn(socket.close(), "signaling socket close")
 
     # -- heartbeat ---------------------------------------------------------------------
     def _arm_heartbeat(self) -> None:
@@ -269,15 +365,13 @@ class WSTransport(AsyncIOEventEmitter):
         socket = self._socket
         self._stop_socket()
         if socket is not None:
+            self._record_failure(failures.silent_server(self.uri or "", self.heartbeat_timeout_ms))
             self._after_socket_closed()
 
     def _note_retry_after(self, frame: str) -> None:
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            envelope: Any = json.loads(frame)
-            if envelope.get("type") == "error":
-                retry_after = envelope["payload"]["error"].get("retryAfter")
-                if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
-                    self.retry_after_ms = float(retry_after) * 1000
+        value = retry_after_ms(frame)
+        if value is not None:
+            self.retry_after_ms = value
 
     # -- backoff -----------------------------------------------------------------------
     def _discard_backoffs(self) -> None:

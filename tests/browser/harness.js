@@ -103,9 +103,9 @@
       return device.state;
     },
 
-    /** device.connect({params}); returns the call's index for later calls. */
-    async connect(params) {
-      const call = await device.connect({ params });
+    /** device.connect({params, ...extra}) (e.g. extra.rtcConfiguration); returns the call's index. */
+    async connect(params, extra) {
+      const call = await device.connect({ params, ...(extra || {}) });
       return track(call);
     },
 
