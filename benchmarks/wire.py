@@ -22,6 +22,7 @@ import base64
 import contextlib
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -62,7 +63,7 @@ class GatewayChild:
     (its log) goes to ``log_path``.
     """
 
-    def __init__(self, log_path: Path, *args: str) -> None:
+    def __init__(self, log_path: Path | None, *args: str) -> None:
         self.port = free_port()
         self.log_path = log_path
         self.args = args
@@ -80,8 +81,8 @@ class GatewayChild:
         return self.proc.pid
 
     async def start(self) -> GatewayChild:
-        """Launch it and wait until its port accepts connections."""
-        with open(self.log_path, "wb") as log:
+        """Launch it (again, on the same port) and wait until its port accepts connections."""
+        with open(self.log_path or os.devnull, "wb") as log:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -100,7 +101,7 @@ class GatewayChild:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"gateway exited: {self.log_text()[-2000:]}")
             try:
                 _, writer = await asyncio.open_connection(HOST, self.port)
             except OSError:
@@ -109,6 +110,12 @@ class GatewayChild:
             writer.close()
             return self
         raise RuntimeError("gateway did not start listening within 30 s")
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies with every call and socket it had."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self) -> None:
         """Terminate the gateway (killed if it does not stop within 10 s)."""
@@ -139,12 +146,12 @@ class GatewayChild:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def log_bytes(self) -> int:
-        """Size of the gateway's log so far."""
-        return self.log_path.stat().st_size
+        """Size of the gateway's log so far (0 when it is discarded)."""
+        return self.log_path.stat().st_size if self.log_path else 0
 
     def log_text(self) -> str:
-        """The gateway's log so far."""
-        return self.log_path.read_text(errors="replace")
+        """The gateway's log so far ("" when it is discarded)."""
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
 
 
 def client_frame(text: str | bytes) -> bytes:

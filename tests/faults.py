@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import socket
 import struct
-import subprocess
-import sys
+
+from benchmarks.wire import GatewayChild
 
 
 class TcpProxy:
@@ -102,60 +100,16 @@ class TcpProxy:
             self._running.set()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class GatewayProcess:
-    """``softphone gateway`` in its own process: one edge."""
+class GatewayProcess(GatewayChild):
+    """``softphone gateway`` in its own process: one edge, its log discarded."""
 
     def __init__(self, edge: str) -> None:
+        super().__init__(None, "--edge", edge, "--log-level", "warn")
         self.edge = edge
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> GatewayProcess:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "softphone.cli",
-                "gateway",
-                "--no-tls",
-                "--port",
-                str(self.port),
-                "--edge",
-                self.edge,
-                "--log-level",
-                "warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        for _ in range(200):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return self
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"gateway {self.edge} did not start")
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/signal"
 
     def restart_on_same_port(self) -> None:
         """Forget the dead process so :meth:`start` can launch a new one on the port."""
         self.proc = None
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
 
 
 class _NatProtocol(asyncio.DatagramProtocol):

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from faults import GatewayProcess, free_port
+from faults import GatewayProcess
 from recorders import EventLog, eventually
 from websockets.asyncio.server import ServerConnection, serve
 
+from benchmarks.wire import free_port
 from softphone.core.device import Device
 from softphone.gateway.accounts import AccountStore
 from softphone.gateway.server import Gateway, GatewayConfig

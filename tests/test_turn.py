@@ -27,6 +27,7 @@ from softphone.audio_backends import MemorySink, ToneSource
 from softphone.audio_backends.analysis import detect_tone
 from softphone.core.call import Call
 from softphone.core.device import Device
+from softphone.core.errors import InvalidArgumentError
 from softphone.media.ice_gathering import GatheringFailure, relay_local_preference
 from softphone.media.peer_connection import PeerConnection
 from softphone.media.rtc_configuration import parse_rtc_configuration, parse_server_url
@@ -188,24 +189,22 @@ def test_relay_candidates_rank_udp_over_tcp_over_tls() -> None:
     assert relay_local_preference("udp", 0) > relay_local_preference("udp", 1)
 
 
-async def test_a_device_with_an_unknown_policy_fails_the_call_with_53400(
+async def test_an_unknown_policy_is_refused_before_anything_is_sent(
     make_device: DeviceFactory,
 ) -> None:
-    alice = make_device(
-        "alice",
-        file_input_stream=ToneSource([ALICE_HZ]),
-        rtc_configuration={"iceServers": [], "iceTransportPolicy": "bogus"},
-    )
+    with pytest.raises(InvalidArgumentError, match="iceTransportPolicy must be 'all' or 'relay'"):
+        make_device("alice", rtc_configuration={"iceServers": [], "iceTransportPolicy": "bogus"})
+    alice = make_device("alice", file_input_stream=ToneSource([ALICE_HZ]))
     bob = make_device("bob")
     listener = Listener(bob)
     await bob.register()
-    call = await alice.connect(params={"To": "client:bob"})
-    log = EventLog(call, "error", "disconnect", "accept")
-    (error,) = await log.wait_for("error", timeout=10)
-    assert error.code == 53400 and "bogus" in str(error)
-    await log.wait_for("disconnect", timeout=5)
-    assert call.status() == "closed" and log.count("accept") == 0
-    assert listener.calls == []  # no invite went out
+    with pytest.raises(InvalidArgumentError, match="bogus"):
+        await alice.connect(
+            params={"To": "client:bob"}, rtc_configuration={"iceTransportPolicy": "bogus"}
+        )
+    with pytest.raises(InvalidArgumentError, match="username"):  # TURN without credentials
+        await alice.connect(rtc_configuration={"iceServers": [{"urls": "turn:127.0.0.1"}]})
+    assert alice.active_call is None and listener.calls == []  # no invite went out
 
 
 # ====================================================================== gathering

@@ -40,7 +40,7 @@ from softphone.core.errors import (
 )
 from softphone.core.events import EventEmitter
 from softphone.core.log import apply_log_level
-from softphone.core.options import DeviceOptions
+from softphone.core.options import DeviceOptions, check_rtc_configuration
 from softphone.core.sounds import SoundBoard
 from softphone.media.peer_connection import PeerConnection
 from softphone.plugins.manager import SoftphonePluginManager
@@ -639,6 +639,8 @@ class Device(EventEmitter):
             raise InvalidStateError("Device has been destroyed.")
         if self._active_call is not None or self._connect_in_progress:
             raise InvalidStateError("A Call is already active")
+        if rtc_configuration is not None:
+            check_rtc_configuration({**self._options.rtc_configuration, **rtc_configuration})
         reconnect: tuple[str, dict[str, Any], dict[str, Any]] | None = None
         if connect_token is not None:
             reconnect = parse_connect_token(connect_token)

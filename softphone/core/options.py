@@ -18,6 +18,7 @@ from typing import Any, cast
 import attrs
 
 from softphone.core.errors import InvalidArgumentError
+from softphone.media.rtc_configuration import parse_rtc_configuration
 
 CODECS = ("opus", "pcmu")
 SOUND_NAMES = (
@@ -91,6 +92,19 @@ def _validate_codecs(_: Any, __: attrs.Attribute[Any], value: Sequence[str]) -> 
 def _validate_non_negative(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise InvalidArgumentError(f"`{attribute.name}` must be a number >= 0, got {value!r}.")
+
+
+def _validate_rtc_configuration(_: Any, __: attrs.Attribute[Any], value: object) -> None:
+    check_rtc_configuration(value)
+
+
+def check_rtc_configuration(value: object) -> None:
+    """``InvalidArgumentError`` for an ``rtcConfiguration`` a browser would refuse
+    (unknown ``iceTransportPolicy``, malformed server URL, TURN without credentials)."""
+    try:
+        parse_rtc_configuration(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from exc
 
 
 def _validate_bitrate(_: Any, __: attrs.Attribute[Any], value: object) -> None:
@@ -186,9 +200,12 @@ class DeviceOptions:
     (53000, the cause in its message). They reject sooner when every signaling URL has
     failed once (refused, DNS, TLS, HTTP error, or no socket within the 5 s connect
     timeout), or at once on a token error."""
-    rtc_configuration: Mapping[str, Any] = attrs.field(factory=lambda: {"iceServers": []})
-    """Default peer-connection configuration. Unlike aiortc's default (a public STUN
-    server, 5 s per unreachable server), no ICE servers unless you give some."""
+    rtc_configuration: Mapping[str, Any] = attrs.field(
+        factory=lambda: {"iceServers": []}, validator=_validate_rtc_configuration
+    )
+    """Default peer-connection configuration (``iceServers``, ``iceTransportPolicy``),
+    validated as a browser would. Unlike aiortc's default (a public STUN server, 5 s per
+    unreachable server), no ICE servers unless you give some."""
 
     @classmethod
     def merged(
