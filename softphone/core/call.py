@@ -69,6 +69,8 @@ RESTART_RETRY_MAX_S = 4.0
 MEDIA_FAILED_MESSAGE = "Call disconnected: the media connection was interrupted and did not recover"
 LEGACY_MEDIA_FAILED_CODE = 31003
 VALID_DIGITS = re.compile(r"^[0-9*#w]*$")
+DTMF_PARTS = re.compile(r"w|[^w]+")
+"""A digit string's parts in order: runs of tones, and each ``w`` on its own."""
 FEEDBACK_ISSUES = (
     "one-way-audio",
     "choppy-audio",
@@ -158,6 +160,7 @@ class Call(EventEmitter):
         """How many ICE restarts this call attempted (diagnostics)."""
         self._pending_messages: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._dtmf_lock = asyncio.Lock()
         self.feedback: list[dict[str, Any]] = []
         self.attach_stream(stream)
 
@@ -336,7 +339,9 @@ class Call(EventEmitter):
     def send_digits(self, digits: str) -> None:
         """Send DTMF: RFC 4733 when negotiated, else the signaling ``dtmf`` frame.
 
-        ``w`` is a 500 ms pause. Raises ``InvalidArgumentError`` for any character
+        ``w`` is a 500 ms pause after the digits before it; successive calls play
+        in order. Over signaling the whole string (with its ``w``) goes in one
+        frame and the gateway paces it. Raises ``InvalidArgumentError`` for any character
         outside ``0-9 * # w`` before anything is played or sent.
         """
         if not isinstance(digits, str) or not VALID_DIGITS.match(digits):
@@ -346,9 +351,7 @@ class Call(EventEmitter):
         self._spawn(self._play_dtmf_sounds(digits))
         pc = self._pc
         if pc is not None and pc.can_insert_dtmf:
-            for index, segment in enumerate(digits.split("w")):
-                if segment:
-                    self._spawn(self._insert_dtmf_later(pc, segment, index * DTMF_PAUSE_MS))
+            self._spawn(self._insert_dtmf_in_order(pc, digits))
             return
         stream = self._stream
         if stream is not None and stream.status is not StreamStatus.DISCONNECTED:
@@ -356,11 +359,24 @@ class Call(EventEmitter):
         else:
             self.emit("error", GeneralErrors.ConnectionError("Could not send DTMF: signaling down"))
 
-    async def _insert_dtmf_later(self, pc: PeerConnection, tones: str, delay_ms: int) -> None:
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
-        if self._status is not CallState.CLOSED:
-            await pc.insert_dtmf(tones, duration_ms=DTMF_TONE_MS, gap_ms=DTMF_GAP_MS)
+    async def _insert_dtmf_in_order(self, pc: PeerConnection, digits: str) -> None:
+        """Play ``digits`` as RFC 4733: each run to its end, then 500 ms per ``w``.
+
+        The per-call lock is FIFO, so the strings of successive ``send_digits``
+        calls play one after the other and never cut each other's tones.
+        """
+        async with self._dtmf_lock:
+            for part in DTMF_PARTS.findall(digits):
+                if self._status is CallState.CLOSED or self._pc is not pc:
+                    return
+                if part == "w":
+                    await asyncio.sleep(DTMF_PAUSE_MS / 1000)
+                    continue
+                try:
+                    await pc.insert_dtmf(part, duration_ms=DTMF_TONE_MS, gap_ms=DTMF_GAP_MS)
+                except (RuntimeError, ValueError) as exc:  # media closed or renegotiated
+                    log.info("call %s: DTMF stopped: %s", self.call_sid, exc)
+                    return
 
     async def _play_dtmf_sounds(self, digits: str) -> None:
         for char in digits:
