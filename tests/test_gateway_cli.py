@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from faults import free_port
 from websockets.asyncio.client import connect
 
+from benchmarks.wire import free_port
 from softphone.cli import main
 from softphone.gateway import exposure
 from softphone.gateway.accounts import AccountStore

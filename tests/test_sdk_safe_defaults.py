@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import free_port
 from recorders import EventLog, eventually
 from websockets.asyncio.server import ServerConnection, serve
 
+from benchmarks.wire import free_port
 from softphone.core.device import Device
 from softphone.core.errors import InvalidArgumentError, TwilioError
 from softphone.gateway.accounts import AccountStore
