@@ -15,7 +15,7 @@ from softphone.gateway.accounts import DEV_APPLICATION_SID, AccountStore
 from softphone.gateway.server import Gateway, GatewayConfig
 from softphone.gateway.tokens import mint_token
 
-pytest_plugins = ["fixtures_media", "fixtures_turn"]
+pytest_plugins = ["fixtures_media", "fixtures_turn", "pure_guard"]
 
 TokenFactory = Callable[..., str]
 

@@ -21,6 +21,8 @@ from softphone.gateway.accounts import (
 )
 from softphone.gateway.tokens import mint_token, verify_token
 
+pytestmark = pytest.mark.pure
+
 AC = "AC" + "1" * 32
 AC2 = "AC" + "2" * 32
 SK = "SK" + "3" * 32

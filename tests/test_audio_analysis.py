@@ -29,6 +29,8 @@ from softphone.audio_backends.analysis import (
     DTMF_ROW_FREQUENCIES,
 )
 
+pytestmark = pytest.mark.pure
+
 
 def sine(freq: float, seconds: float, rate: int = SAMPLE_RATE, amplitude: float = 0.5) -> Pcm:
     """A sine of ``freq`` Hz as int16."""

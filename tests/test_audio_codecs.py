@@ -26,6 +26,8 @@ from softphone.media.resample import Resampler
 from softphone.media.sdp import CodecInfo
 from softphone.media.transcoder import Transcoder
 
+pytestmark = pytest.mark.pure
+
 OPUS = CodecInfo(111, "opus", 48000, 2)
 PCMU = CodecInfo(0, "PCMU", 8000)
 PCMA = CodecInfo(8, "PCMA", 8000)

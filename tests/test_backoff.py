@@ -20,6 +20,8 @@ from softphone.signaling.backoff import (
     backoff_duration,
 )
 
+pytestmark = pytest.mark.pure
+
 
 def scripted(values: Iterable[float]) -> Callable[[], float]:
     """An rng returning ``values`` in turn (cycled), recording nothing else."""

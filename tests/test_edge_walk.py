@@ -6,6 +6,8 @@ import pytest
 
 from softphone.signaling.edge_walk import EdgeWalk, SocketState
 
+pytestmark = pytest.mark.pure
+
 URIS = ["wss://a/signal", "wss://b/signal", "wss://c/signal"]
 
 

@@ -38,6 +38,8 @@ from softphone.core.errors import (
     has_error_by_code,
 )
 
+pytestmark = pytest.mark.pure
+
 # (code, namespace, class name) - errors.md §2, all 39 rows.
 CATALOGUE: list[tuple[int, type, str]] = [
     (20101, AuthorizationErrors, "AccessTokenInvalid"),

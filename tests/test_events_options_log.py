@@ -11,6 +11,8 @@ from softphone.core.events import EventEmitter
 from softphone.core.log import SILENT, TRACE, apply_log_level, to_logging_level
 from softphone.core.options import DeviceOptions
 
+pytestmark = pytest.mark.pure
+
 
 def test_emitter_order_once_prepend_off_and_counts() -> None:
     em = EventEmitter()

@@ -23,6 +23,8 @@ from softphone.media.jitter_buffer import (
     PushResult,
 )
 
+pytestmark = pytest.mark.pure
+
 CLOCK = 48000
 FRAME = 960
 TICK = 0.02

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from softphone.core.media_health import HealthEvent, MediaHealth
+
+pytestmark = pytest.mark.pure
 
 
 def test_steady_packets_raise_nothing() -> None:

@@ -22,6 +22,8 @@ from softphone.media.sdp import (
     strip_stray_cr,
 )
 
+pytestmark = pytest.mark.pure
+
 
 def _audio_section(mid: str) -> list[str]:
     return [

@@ -10,6 +10,8 @@ import pytest
 from softphone.signaling import messages as m
 from softphone.signaling.messages import C2S, S2C, MalformedMessage, decode, encode
 
+pytestmark = pytest.mark.pure
+
 TRANSCRIPT = Path(__file__).resolve().parent / "data" / "jssdk-wire-transcript.jsonl"
 """Frames the official JS SDK 2.x sent and received against Twilio, recorded once."""
 

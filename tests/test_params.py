@@ -27,6 +27,8 @@ from softphone.signaling.params import (
     voice_event_sid,
 )
 
+pytestmark = pytest.mark.pure
+
 # --- encodeURIComponent ------------------------------------------------------------
 
 

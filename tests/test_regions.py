@@ -23,6 +23,8 @@ from softphone.signaling.regions import (
     signaling_urls,
 )
 
+pytestmark = pytest.mark.pure
+
 LONG_NAMES = {
     "ASIAPAC_SINGAPORE": "sg1",
     "ASIAPAC_SYDNEY": "au1",

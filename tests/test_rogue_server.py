@@ -22,6 +22,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from softphone.core.device import Device
 from softphone.core.errors import TwilioError
 from softphone.signaling import transport as transport_module
+from softphone.signaling.messages import S2C, decode
 from softphone.signaling.transport import MAX_RETRY_AFTER_DELAY_MS, retry_after_ms
 
 
@@ -162,6 +163,8 @@ async def test_deeply_nested_json_is_dropped_and_the_socket_still_read(
         ("Infinity", MAX_RETRY_AFTER_DELAY_MS),
         ("1e308", MAX_RETRY_AFTER_DELAY_MS),
         ("1e999", MAX_RETRY_AFTER_DELAY_MS),
+        ("1" + "0" * 400, MAX_RETRY_AFTER_DELAY_MS),  # an integer beyond float range
+        ("-" + "1" * 400, 0.0),
         ("-5", 0.0),
         ("-Infinity", 0.0),
         ("2.5", 2500.0),
@@ -173,7 +176,7 @@ async def test_deeply_nested_json_is_dropped_and_the_socket_still_read(
 )
 def test_retry_after_is_clamped_to_sane_bounds(raw: str, expected_ms: float | None) -> None:
     text = '{"type":"error","payload":{"error":{"code":31902,"retryAfter":' + raw + "}}}"
-    assert retry_after_ms(text) == expected_ms
+    assert retry_after_ms(decode(text, S2C)) == expected_ms
 
 
 @pytest.mark.parametrize("retry_after", ["Infinity", "1e308"])

@@ -16,6 +16,7 @@ from benchmarks.wire import free_port
 from softphone.core.device import Device
 from softphone.gateway.accounts import AccountStore
 from softphone.gateway.server import Gateway, GatewayConfig
+from softphone.signaling.messages import Error, MalformedMessage
 from softphone.signaling.pstream import PStream, StreamStatus
 from softphone.signaling.transport import WSTransport
 
@@ -128,6 +129,27 @@ async def test_retry_after_is_remembered(recording_server: RecordingServer) -> N
         await recording_server.sockets[0].send(json.dumps(frame))
         await log.wait_for("message")
         assert transport.retry_after_ms == 3000
+    finally:
+        transport.close()
+
+
+async def test_frames_arrive_decoded_once_and_broken_ones_as_malformed(
+    recording_server: RecordingServer,
+) -> None:
+    """The transport decodes each frame with the codec; PStream gets typed messages."""
+    transport = WSTransport([recording_server.url])
+    log = EventLog(transport, "open", "message", "malformed")
+    try:
+        transport.open()
+        await log.wait_for("open")
+        socket = recording_server.sockets[0]
+        await socket.send('{"type":"error","payload":{"error":{"code":31206,"retryAfter":2}}}')
+        await socket.send('{"type":"invite","payload":{"callsid":"CA1"}}')
+        (message,) = await log.wait_for("message")
+        (broken,) = await log.wait_for("malformed")
+        assert isinstance(message, Error) and message.code == 31206
+        assert message.retry_after == 2.0 and transport.retry_after_ms == 2000
+        assert isinstance(broken, MalformedMessage) and broken.msg_type == "invite"
     finally:
         transport.close()
 

@@ -20,6 +20,8 @@ from softphone.gateway.tokens import (
     verify_token,
 )
 
+pytestmark = pytest.mark.pure
+
 NOW = 1_700_000_000.0
 ACCOUNT = "AC" + "a" * 32
 OTHER_ACCOUNT = "AC" + "b" * 32

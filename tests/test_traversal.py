@@ -31,6 +31,7 @@ CONFIG = TraversalConfig(
 )
 
 
+@pytest.mark.pure
 def test_turn_credential_is_the_turn_rest_api_scheme() -> None:
     credential = turn_credential(SECRET, DEV_ACCOUNT_SID, ttl_s=600, now=1_000_000.7)
     assert credential.username == f"1000600:{DEV_ACCOUNT_SID}"
@@ -39,6 +40,7 @@ def test_turn_credential_is_the_turn_rest_api_scheme() -> None:
     assert credential.expires_at == 1_000_600
 
 
+@pytest.mark.pure
 def test_ttl_bounds() -> None:
     assert check_ttl(None) == 86400
     assert check_ttl("60") == 60
@@ -47,6 +49,7 @@ def test_ttl_bounds() -> None:
             check_ttl(bad)
 
 
+@pytest.mark.pure
 def test_config_rejects_bad_urls_and_a_missing_secret() -> None:
     with pytest.raises(ValueError, match="stun:"):
         TraversalConfig(stun_urls=("turn:x",))
@@ -56,6 +59,7 @@ def test_config_rejects_bad_urls_and_a_missing_secret() -> None:
         TraversalConfig(turn_urls=("turn:127.0.0.1:3478",))
 
 
+@pytest.mark.pure
 def test_token_resource_has_twilios_fields() -> None:
     body = token_resource(CONFIG, DEV_ACCOUNT_SID, ttl_s=3600, now=1_700_000_000)
     assert set(body) == {

@@ -9,12 +9,9 @@ temporary ``TJS…`` id before the gateway assigned a CallSid).
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
-import json
 import logging
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +31,8 @@ from softphone.core.events import EventEmitter
 from softphone.core.media_health import GIVE_UP_AFTER_S, LOST_AFTER_S, HealthEvent, MediaHealth
 from softphone.core.remote_audio import RemoteAudio
 from softphone.media.peer_connection import PeerConnection
+from softphone.signaling import codes
+from softphone.signaling.connect_token import encode_connect_token
 from softphone.signaling.messages import (
     Ack,
     Answer,
@@ -67,7 +66,6 @@ MEDIA_GIVE_UP_S = GIVE_UP_AFTER_S
 RESTART_RETRY_S = 1.0
 RESTART_RETRY_MAX_S = 4.0
 MEDIA_FAILED_MESSAGE = "Call disconnected: the media connection was interrupted and did not recover"
-LEGACY_MEDIA_FAILED_CODE = 31003
 VALID_DIGITS = re.compile(r"^[0-9*#w]*$")
 DTMF_PARTS = re.compile(r"w|[^w]+")
 """A digit string's parts in order: runs of tones, and each ``w`` on its own."""
@@ -257,13 +255,7 @@ class Call(EventEmitter):
         """A token another Device can pass to ``connect(connect_token=...)`` to take the call."""
         if not self.call_sid or not self.reconnect_token:
             return None
-        data = {
-            "customParameters": self.custom_parameters,
-            "parameters": self.parameters,
-            "signalingReconnectToken": self.reconnect_token,
-        }
-        text = urllib.parse.quote(json.dumps(data, separators=(",", ":")), safe="-_.!~*'()")
-        return base64.b64encode(text.encode()).decode()
+        return encode_connect_token(self.reconnect_token, self.parameters, self.custom_parameters)
 
     @property
     def peer_connection(self) -> PeerConnection | None:
@@ -669,7 +661,7 @@ class Call(EventEmitter):
         self.emit(
             "error",
             MediaErrors.ConnectionError(
-                MEDIA_FAILED_MESSAGE, {"code": LEGACY_MEDIA_FAILED_CODE, "message": "ICE failed"}
+                MEDIA_FAILED_MESSAGE, {"code": codes.CONNECTION_TIMEOUT, "message": "ICE failed"}
             ),
         )
 

@@ -15,9 +15,7 @@ whose message names the cause (see :meth:`Device.register`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
-import json
 import logging
 import math
 import urllib.parse
@@ -44,6 +42,9 @@ from softphone.core.options import DeviceOptions, check_rtc_configuration
 from softphone.core.sounds import SoundBoard
 from softphone.media.peer_connection import PeerConnection
 from softphone.plugins.manager import SoftphonePluginManager
+from softphone.signaling import codes
+from softphone.signaling.connect_token import ConnectToken, ConnectTokenError
+from softphone.signaling.connect_token import parse_connect_token as _parse_connect_token
 from softphone.signaling.edge_walk import SocketState
 from softphone.signaling.failures import target_of
 from softphone.signaling.messages import Connected, Invite
@@ -60,7 +61,6 @@ from softphone.version import PACKAGE_NAME, __version__
 log = logging.getLogger("softphone.device")
 
 REGISTRATION_REFRESH_S = 30.0
-TOKEN_EXPIRED_WIRE_CODE = 31205
 
 
 class DeviceState(enum.StrEnum):
@@ -574,7 +574,7 @@ class Device(EventEmitter):
         if isinstance(raw, Mapping) and isinstance(info.get("voiceeventsid"), str):
             return  # message-scoped: the Call reports it
         if isinstance(raw, Mapping):
-            if raw.get("code") == TOKEN_EXPIRED_WIRE_CODE:
+            if raw.get("code") == codes.TOKEN_EXPIRED:
                 self._stop_refresh()
             error = device_error_from_signaling(
                 dict(raw), self._options.enable_improved_signaling_error_precision
@@ -641,7 +641,7 @@ class Device(EventEmitter):
             raise InvalidStateError("A Call is already active")
         if rtc_configuration is not None:
             check_rtc_configuration({**self._options.rtc_configuration, **rtc_configuration})
-        reconnect: tuple[str, dict[str, Any], dict[str, Any]] | None = None
+        reconnect: ConnectToken | None = None
         if connect_token is not None:
             reconnect = parse_connect_token(connect_token)
         self._connect_in_progress = True
@@ -784,30 +784,17 @@ class Device(EventEmitter):
         return cast(PeerConnection, self.plugins.create_peer_connection(configuration))
 
 
-def parse_connect_token(token: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def parse_connect_token(token: str) -> ConnectToken:
     """Decode a ``call.connect_token`` into (reconnect token, parameters, custom params).
 
-    Raises ``InvalidArgumentError("Cannot parse connectToken")`` for text that is not
-    base64 of percent-encoded JSON, and ``"Invalid connectToken"`` when a part is missing.
+    :func:`softphone.signaling.connect_token.parse_connect_token` with the SDK's error:
+    ``InvalidArgumentError("Cannot parse connectToken")`` for text that is not base64 of
+    percent-encoded JSON, ``"Invalid connectToken"`` when a part is missing.
     """
     try:
-        decoded = base64.b64decode(token, validate=True).decode("utf-8")
-        data = json.loads(urllib.parse.unquote(decoded))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgumentError("Cannot parse connectToken") from exc
-    if not isinstance(data, dict):
-        raise InvalidArgumentError("Cannot parse connectToken")
-    parameters = data.get("parameters")
-    reconnect = data.get("signalingReconnectToken")
-    if (
-        not isinstance(parameters, dict)
-        or not parameters.get("CallSid")
-        or not isinstance(reconnect, str)
-        or not reconnect
-    ):
-        raise InvalidArgumentError("Invalid connectToken")
-    custom = data.get("customParameters")
-    return reconnect, parameters, dict(custom) if isinstance(custom, dict) else {}
+        return _parse_connect_token(token)
+    except ConnectTokenError as exc:
+        raise InvalidArgumentError(str(exc)) from exc
 
 
 def _target(stream: PStream) -> str:

@@ -24,6 +24,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from softphone.signaling import codes
+
 __all__ = [
     "ERRORS_BY_CODE",
     "HANGUP_ERROR_MESSAGE",
@@ -230,7 +232,7 @@ def _with_cause(text: str, cause: str | None) -> str:
 class AccessTokenInvalid(TwilioError):
     """20101: the access token could not be validated (Device maps wire 31204 here)."""
 
-    code = 20101
+    code = codes.ACCESS_TOKEN_INVALID
     name = "AccessTokenInvalid"
     description = "Invalid access token"
     explanation = "The access token was rejected because it could not be validated."
@@ -241,7 +243,7 @@ class AccessTokenInvalid(TwilioError):
 class AccessTokenExpired(TwilioError):
     """20104: the token has expired (Device maps wire 31205 here; refresh stops)."""
 
-    code = 20104
+    code = codes.ACCESS_TOKEN_EXPIRED
     name = "AccessTokenExpired"
     description = "Access token expired"
     explanation = "The access token is past its expiry time or its expiry is not usable."
@@ -252,7 +254,7 @@ class AccessTokenExpired(TwilioError):
 class AuthenticationFailed(TwilioError):
     """20151: authentication with the token failed (Device maps wire 31201 here)."""
 
-    code = 20151
+    code = codes.AUTHENTICATION_FAILED
     name = "AuthenticationFailed"
     description = "Authentication failed"
     explanation = "The service refused to authenticate the client with the given token."
@@ -261,7 +263,7 @@ class AuthenticationFailed(TwilioError):
 class AuthorizationError(TwilioError):
     """31201 (precise): the request needed an authorization that was refused."""
 
-    code = 31201
+    code = codes.AUTHORIZATION_ERROR
     name = "AuthorizationError"
     description = "Authorization refused"
     explanation = "The request needed an authorization that the service did not grant."
@@ -270,7 +272,7 @@ class AuthorizationError(TwilioError):
 class NoValidAccountError(TwilioError):
     """31203 (precise): the token does not belong to a usable account."""
 
-    code = 31203
+    code = codes.NO_VALID_ACCOUNT
     name = "NoValidAccountError"
     description = "No usable account"
     explanation = ""
@@ -279,7 +281,7 @@ class NoValidAccountError(TwilioError):
 class InvalidJWTTokenError(TwilioError):
     """31204 (precise): the JWT is invalid."""
 
-    code = 31204
+    code = codes.INVALID_JWT_TOKEN
     name = "InvalidJWTTokenError"
     description = "Invalid JWT"
     explanation = ""
@@ -288,7 +290,7 @@ class InvalidJWTTokenError(TwilioError):
 class JWTTokenExpiredError(TwilioError):
     """31205 (precise): the JWT has expired."""
 
-    code = 31205
+    code = codes.TOKEN_EXPIRED
     name = "JWTTokenExpiredError"
     description = "JWT expired"
     explanation = ""
@@ -297,7 +299,7 @@ class JWTTokenExpiredError(TwilioError):
 class RateExceededError(TwilioError):
     """31206: requests arrived faster than allowed."""
 
-    code = 31206
+    code = codes.RATE_EXCEEDED
     name = "RateExceededError"
     description = "Request rate too high"
     explanation = "More requests were made than the service allows in this time window."
@@ -306,7 +308,7 @@ class RateExceededError(TwilioError):
 class JWTTokenExpirationTooLongError(TwilioError):
     """31207 (precise): the token's lifetime is longer than the permitted maximum."""
 
-    code = 31207
+    code = codes.TOKEN_EXPIRATION_TOO_LONG
     name = "JWTTokenExpirationTooLongError"
     description = "Token lifetime too long"
     explanation = ""
@@ -315,7 +317,7 @@ class JWTTokenExpirationTooLongError(TwilioError):
 class ReconnectAttemptError(TwilioError):
     """31209: the server refused this call-reconnect attempt."""
 
-    code = 31209
+    code = codes.RECONNECT_ATTEMPT_ERROR
     name = "ReconnectAttemptError"
     description = "Reconnect refused"
     explanation = ""
@@ -324,7 +326,7 @@ class ReconnectAttemptError(TwilioError):
 class CallMessageEventTypeInvalidError(TwilioError):
     """31210: ``send_message`` used a message type the service does not accept."""
 
-    code = 31210
+    code = codes.CALL_MESSAGE_EVENT_TYPE_INVALID
     name = "CallMessageEventTypeInvalidError"
     description = "Unsupported call message type"
     explanation = "The message type passed to send_message is not one the service supports."
@@ -333,7 +335,7 @@ class CallMessageEventTypeInvalidError(TwilioError):
 class PayloadSizeExceededError(TwilioError):
     """31212: the call message payload is too large."""
 
-    code = 31212
+    code = codes.PAYLOAD_SIZE_EXCEEDED
     name = "PayloadSizeExceededError"
     description = "Call message too large"
     explanation = "The call message content exceeds the size the service accepts."
@@ -347,7 +349,7 @@ class PayloadSizeExceededError(TwilioError):
 class UnknownError(TwilioError):
     """31000: a failure with no more specific class (socket errors, unknown codes …)."""
 
-    code = 31000
+    code = codes.UNKNOWN_ERROR
     name = "UnknownError"
     description = "Unknown error"
     explanation = "Something failed in a way no more specific error describes."
@@ -356,7 +358,7 @@ class UnknownError(TwilioError):
 class ApplicationNotFoundError(TwilioError):
     """31001 (precise): the TwiML application does not exist."""
 
-    code = 31001
+    code = codes.APPLICATION_NOT_FOUND
     name = "ApplicationNotFoundError"
     description = "Application not found"
     explanation = ""
@@ -365,7 +367,7 @@ class ApplicationNotFoundError(TwilioError):
 class ConnectionDeclinedError(TwilioError):
     """31002 (precise): the call was declined."""
 
-    code = 31002
+    code = codes.CONNECTION_DECLINED
     name = "ConnectionDeclinedError"
     description = "Call declined"
     explanation = ""
@@ -374,7 +376,7 @@ class ConnectionDeclinedError(TwilioError):
 class ConnectionTimeoutError(TwilioError):
     """31003 (precise): the server did not respond in time."""
 
-    code = 31003
+    code = codes.CONNECTION_TIMEOUT
     name = "ConnectionTimeoutError"
     description = "Connection timed out"
     explanation = "The service did not respond within the allowed time."
@@ -386,7 +388,7 @@ class GeneralConnectionError(TwilioError):
     Also the wrapper for every ``hangup.error`` with no precise class.
     """
 
-    code = 31005
+    code = codes.CONNECTION_ERROR
     name = "ConnectionError"
     description = "Connection failure"
     explanation = "The connection to the voice service failed or was lost."
@@ -397,7 +399,7 @@ class GeneralConnectionError(TwilioError):
 class CallCancelledError(TwilioError):
     """31008: the call (or preflight test) was stopped before it completed."""
 
-    code = 31008
+    code = codes.CALL_CANCELLED
     name = "CallCancelledError"
     description = "Call cancelled"
     explanation = "The call or test was stopped before it could complete."
@@ -406,7 +408,7 @@ class CallCancelledError(TwilioError):
 class TransportError(TwilioError):
     """31009: a signaling message could not be sent because no socket was open."""
 
-    code = 31009
+    code = codes.TRANSPORT_ERROR
     name = "TransportError"
     description = "Signaling transport unavailable"
     explanation = "No open signaling connection was available to send the message."
@@ -420,7 +422,7 @@ class TransportError(TwilioError):
 class MalformedRequestError(TwilioError):
     """31100: the request could not be parsed by the server."""
 
-    code = 31100
+    code = codes.MALFORMED_REQUEST
     name = "MalformedRequestError"
     description = "Malformed request"
     explanation = "The service could not make sense of the request it received."
@@ -429,7 +431,7 @@ class MalformedRequestError(TwilioError):
 class MissingParameterArrayError(TwilioError):
     """31101 (precise): the required parameter list was absent."""
 
-    code = 31101
+    code = codes.MISSING_PARAMETER_ARRAY
     name = "MissingParameterArrayError"
     description = "Parameter list missing"
     explanation = ""
@@ -438,7 +440,7 @@ class MissingParameterArrayError(TwilioError):
 class AuthorizationTokenMissingError(TwilioError):
     """31102 (precise): the request carried no token."""
 
-    code = 31102
+    code = codes.AUTHORIZATION_TOKEN_MISSING
     name = "AuthorizationTokenMissingError"
     description = "Token missing"
     explanation = ""
@@ -447,7 +449,7 @@ class AuthorizationTokenMissingError(TwilioError):
 class MaxParameterLengthExceededError(TwilioError):
     """31103 (precise): the custom call parameters are too long."""
 
-    code = 31103
+    code = codes.MAX_PARAMETER_LENGTH_EXCEEDED
     name = "MaxParameterLengthExceededError"
     description = "Parameters too long"
     explanation = "The custom call parameters are larger than the service permits."
@@ -456,7 +458,7 @@ class MaxParameterLengthExceededError(TwilioError):
 class InvalidBridgeTokenError(TwilioError):
     """31104 (precise): the bridge token was invalid."""
 
-    code = 31104
+    code = codes.INVALID_BRIDGE_TOKEN
     name = "InvalidBridgeTokenError"
     description = "Invalid bridge token"
     explanation = ""
@@ -465,7 +467,7 @@ class InvalidBridgeTokenError(TwilioError):
 class InvalidClientNameError(TwilioError):
     """31105 (precise): the client identity is malformed or too long."""
 
-    code = 31105
+    code = codes.INVALID_CLIENT_NAME
     name = "InvalidClientNameError"
     description = "Invalid client identity"
     explanation = "The client identity contains disallowed characters or is too long."
@@ -474,7 +476,7 @@ class InvalidClientNameError(TwilioError):
 class ReconnectParameterInvalidError(TwilioError):
     """31107 (precise): the reconnect token sent with a reconnect invite was invalid."""
 
-    code = 31107
+    code = codes.RECONNECT_PARAMETER_INVALID
     name = "ReconnectParameterInvalidError"
     description = "Invalid reconnect token"
     explanation = ""
@@ -488,7 +490,7 @@ class ReconnectParameterInvalidError(TwilioError):
 class AccessTokenSignatureValidationFailed(TwilioError):
     """31202 (precise): the token's signature did not verify."""
 
-    code = 31202
+    code = codes.SIGNATURE_VALIDATION_FAILED
     name = "AccessTokenSignatureValidationFailed"
     description = "Token signature invalid"
     explanation = "The signature on the access token could not be verified."
@@ -502,7 +504,7 @@ class AccessTokenSignatureValidationFailed(TwilioError):
 class BadRequest(TwilioError):
     """31400: a malformed request (client-side: an invite lacking callsid or sdp)."""
 
-    code = 31400
+    code = codes.BAD_REQUEST
     name = "BadRequest"
     description = "Bad request"
     explanation = "The request was malformed and could not be handled."
@@ -511,7 +513,7 @@ class BadRequest(TwilioError):
 class NotFound(TwilioError):
     """31404 (precise): the call target was not found."""
 
-    code = 31404
+    code = codes.NOT_FOUND
     name = "NotFound"
     description = "Not found"
     explanation = "The requested call target could not be found."
@@ -520,7 +522,7 @@ class NotFound(TwilioError):
 class TemporarilyUnavailable(TwilioError):
     """31480 (precise): the callee cannot be reached right now."""
 
-    code = 31480
+    code = codes.TEMPORARILY_UNAVAILABLE
     name = "TemporarilyUnavailable"
     description = "Temporarily unavailable"
     explanation = "The called party cannot be reached at the moment."
@@ -529,7 +531,7 @@ class TemporarilyUnavailable(TwilioError):
 class BusyHere(TwilioError):
     """31486 (precise): the callee is busy."""
 
-    code = 31486
+    code = codes.BUSY_HERE
     name = "BusyHere"
     description = "Busy"
     explanation = "The called party is busy."
@@ -543,7 +545,7 @@ class BusyHere(TwilioError):
 class PermissionDeniedError(TwilioError):
     """31401: microphone access was refused."""
 
-    code = 31401
+    code = codes.PERMISSION_DENIED
     name = "PermissionDeniedError"
     description = "Microphone access refused"
     explanation = "Permission to use the microphone was refused."
@@ -553,7 +555,7 @@ class PermissionDeniedError(TwilioError):
 class AcquisitionFailedError(TwilioError):
     """31402: microphone access was allowed but the device could not be opened."""
 
-    code = 31402
+    code = codes.ACQUISITION_FAILED
     name = "AcquisitionFailedError"
     description = "Microphone could not be opened"
     explanation = "Microphone access was allowed but the input device could not be opened."
@@ -568,7 +570,7 @@ class AcquisitionFailedError(TwilioError):
 class Decline(TwilioError):
     """31603 (precise): the callee declined the call."""
 
-    code = 31603
+    code = codes.DECLINE
     name = "Decline"
     description = "Declined"
     explanation = "The called party declined the call."
@@ -586,7 +588,7 @@ class SignalingConnectionError(TwilioError):
     own (or is a precise code while the precision flag is off).
     """
 
-    code = 53000
+    code = codes.SIGNALING_CONNECTION_ERROR
     name = "ConnectionError"
     description = "Signaling failure"
     explanation = "The signaling connection to the voice service reported a failure."
@@ -595,7 +597,7 @@ class SignalingConnectionError(TwilioError):
 class ConnectionDisconnected(TwilioError):
     """53001: the signaling socket dropped."""
 
-    code = 53001
+    code = codes.SIGNALING_CONNECTION_DISCONNECTED
     name = "ConnectionDisconnected"
     description = "Signaling disconnected"
     explanation = "The signaling connection was lost."
@@ -609,7 +611,7 @@ class ConnectionDisconnected(TwilioError):
 class ClientLocalDescFailed(TwilioError):
     """53400: the local SDP could not be created or applied."""
 
-    code = 53400
+    code = codes.CLIENT_LOCAL_DESC_FAILED
     name = "ClientLocalDescFailed"
     description = "Local description failed"
     explanation = "The local session description could not be created or applied."
@@ -618,7 +620,7 @@ class ClientLocalDescFailed(TwilioError):
 class ClientRemoteDescFailed(TwilioError):
     """53402: the remote SDP could not be applied."""
 
-    code = 53402
+    code = codes.CLIENT_REMOTE_DESC_FAILED
     name = "ClientRemoteDescFailed"
     description = "Remote description failed"
     explanation = "The remote session description could not be applied."
@@ -627,7 +629,7 @@ class ClientRemoteDescFailed(TwilioError):
 class MediaConnectionError(TwilioError):
     """53405 (``MediaErrors.ConnectionError``): the ICE/DTLS media path failed."""
 
-    code = 53405
+    code = codes.MEDIA_CONNECTION_FAILED
     name = "ConnectionError"
     description = "Media connection failure"
     explanation = "The media connection could not be established or was lost."
@@ -777,25 +779,25 @@ if len(ERRORS_BY_CODE) != len(_ALL_CLASSES):  # pragma: no cover - catalogue san
 
 PRECISE_SIGNALING_ERROR_CODES: frozenset[int] = frozenset(
     {
-        31001,
-        31002,
-        31003,
-        31101,
-        31102,
-        31103,
-        31104,
-        31105,
-        31107,
-        31201,
-        31202,
-        31203,
-        31204,
-        31205,
-        31207,
-        31404,
-        31480,
-        31486,
-        31603,
+        codes.APPLICATION_NOT_FOUND,
+        codes.CONNECTION_DECLINED,
+        codes.CONNECTION_TIMEOUT,
+        codes.MISSING_PARAMETER_ARRAY,
+        codes.AUTHORIZATION_TOKEN_MISSING,
+        codes.MAX_PARAMETER_LENGTH_EXCEEDED,
+        codes.INVALID_BRIDGE_TOKEN,
+        codes.INVALID_CLIENT_NAME,
+        codes.RECONNECT_PARAMETER_INVALID,
+        codes.AUTHORIZATION_ERROR,
+        codes.SIGNATURE_VALIDATION_FAILED,
+        codes.NO_VALID_ACCOUNT,
+        codes.INVALID_JWT_TOKEN,
+        codes.TOKEN_EXPIRED,
+        codes.TOKEN_EXPIRATION_TOO_LONG,
+        codes.NOT_FOUND,
+        codes.TEMPORARILY_UNAVAILABLE,
+        codes.BUSY_HERE,
+        codes.DECLINE,
     }
 )
 """Codes surfaced as their own class only when improved precision is enabled."""
@@ -855,9 +857,9 @@ def get_precise_signaling_error_by_code(
 # --------------------------------------------------------------------------------------
 
 _DEVICE_AUTH_OVERRIDES: dict[int, type[TwilioError]] = {
-    31201: AuthenticationFailed,
-    31204: AccessTokenInvalid,
-    31205: AccessTokenExpired,
+    codes.AUTHORIZATION_ERROR: AuthenticationFailed,
+    codes.INVALID_JWT_TOKEN: AccessTokenInvalid,
+    codes.TOKEN_EXPIRED: AccessTokenExpired,
 }
 """Wire codes the Device always rewrites, whatever the precision flag says."""
 

@@ -29,17 +29,31 @@ import enum
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 import attrs
 
 from softphone.gateway import media_bridge
 from softphone.gateway.accounts import AccountStore
-from softphone.gateway.connection import ClientConnection
 from softphone.gateway.leg_media import LegMedia
-from softphone.gateway.limits import RATE_EXCEEDED, Limits
+from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
+from softphone.gateway.tokens import VerifiedToken
 from softphone.media.peer_connection import PeerConnection
+from softphone.signaling.codes import (
+    APPLICATION_NOT_FOUND,
+    AUTHORIZATION_ERROR,
+    CALL_MESSAGE_EVENT_TYPE_INVALID,
+    DECLINE,
+    MALFORMED_REQUEST,
+    MAX_PARAMETER_LENGTH_EXCEEDED,
+    MEDIA_CONNECTION_FAILED,
+    NOT_FOUND,
+    PAYLOAD_SIZE_EXCEEDED,
+    RATE_EXCEEDED,
+    RECONNECT_PARAMETER_INVALID,
+    TEMPORARILY_UNAVAILABLE,
+)
 from softphone.signaling.messages import (
     Ack,
     Answer,
@@ -72,19 +86,6 @@ DTMF_CHARACTERS = frozenset("0123456789*#ABCDw")
 DTMF_PAUSE_S = 0.5
 """A ``w`` in a digit string."""
 
-APPLICATION_NOT_FOUND = 31001
-CONNECTION_DECLINED = 31002
-MALFORMED_REQUEST = 31100
-MAX_PARAMETER_LENGTH = 31103
-RECONNECT_PARAMETER_INVALID = 31107
-AUTHORIZATION_ERROR = 31201
-MESSAGE_TYPE_INVALID = 31210
-PAYLOAD_TOO_LARGE = 31212
-NOT_FOUND = 31404
-TEMPORARILY_UNAVAILABLE = 31480
-DECLINE = 31603
-MEDIA_CONNECTION_FAILED = 53405
-
 
 class CallPhase(enum.Enum):
     """Where a bridged call is in its life."""
@@ -94,11 +95,48 @@ class CallPhase(enum.Enum):
     ENDED = "ended"
 
 
+class CallClient(Protocol):
+    """What the router needs of a client connection (the gateway's ``ClientConnection``).
+
+    The router only reads who the client is and queues frames for it, so it can be
+    driven without a socket (tests give it a connection that records the frames).
+    """
+
+    @property
+    def id(self) -> int:
+        """Unique per connection: the router keys a client's call ids by it."""
+
+    @property
+    def token(self) -> VerifiedToken | None:
+        """The token of the last valid ``listen`` (its grants decide what may be placed)."""
+
+    @property
+    def identity(self) -> str | None:
+        """The token's identity, or None before a valid ``listen``."""
+
+    @property
+    def account_sid(self) -> str | None:
+        """The token's account, or None before a valid ``listen``."""
+
+    @property
+    def reconnect_timeout_s(self) -> float:
+        """How long this client's calls are held after its socket goes (``listen``)."""
+
+    def send(self, message: Message) -> bool:
+        """Queue one frame for the client without waiting; False if it is gone."""
+
+
+BridgeFactory = Callable[[PeerConnection, PeerConnection], media_bridge.Bridge]
+"""Joins the media of two answered legs (:func:`~softphone.gateway.media_bridge.bridge`)."""
+EchoFactory = Callable[[PeerConnection], media_bridge.Bridge]
+"""Plays a leg's audio back to it (:func:`~softphone.gateway.media_bridge.echo`)."""
+
+
 @attrs.define(eq=False)
 class Leg:
     """One side of a call as one client connection sees it."""
 
-    conn: ClientConnection
+    conn: CallClient
     callsid: str
     role: str
     """``caller`` or ``callee``."""
@@ -121,7 +159,7 @@ class Leg:
     digit_player: asyncio.Task[None] | None = None
 
     @classmethod
-    def of(cls, conn: ClientConnection, callsid: str, role: str, **kwargs: Any) -> Leg:
+    def of(cls, conn: CallClient, callsid: str, role: str, **kwargs: Any) -> Leg:
         """A leg for ``conn``, bound to the account and identity of its current token."""
         assert conn.account_sid is not None and conn.identity is not None
         return cls(conn, callsid, role, conn.account_sid, conn.identity, **kwargs)
@@ -172,12 +210,23 @@ class CallRouter:
         presence: Presence,
         limits: Limits,
         leg_media: Callable[[], PeerConnection] | None = None,
+        *,
+        bridge: BridgeFactory | None = None,
+        echo: EchoFactory | None = None,
     ) -> None:
+        """Everything the router touches beyond its own state is given to it here.
+
+        ``leg_media`` makes each leg's peer connection (default :class:`LegMedia`);
+        ``bridge`` and ``echo`` make the media between answered legs (default
+        :mod:`~softphone.gateway.media_bridge`'s, looked up when the router is built).
+        """
         self.accounts = accounts
         self.presence = presence
         self.limits = limits
         self.leg_media = leg_media or LegMedia()
         """Makes each leg's peer connection (bind/advertised address, TURN)."""
+        self.bridge = bridge or media_bridge.bridge
+        self.echo = echo or media_bridge.echo
         self._by_sid: dict[str, tuple[BridgedCall, Leg]] = {}
         self.calls: list[BridgedCall] = []
         self.records: list[dict[str, Any]] = []
@@ -187,7 +236,7 @@ class CallRouter:
         self.ring_timeout_s = RING_TIMEOUT_S
 
     # -- dispatch ----------------------------------------------------------------------
-    async def on_message(self, conn: ClientConnection, message: Message) -> None:
+    async def on_message(self, conn: CallClient, message: Message) -> None:
         """Handle a call-related frame from ``conn``."""
         handler = {
             Invite: self._on_invite,
@@ -203,10 +252,10 @@ class CallRouter:
             return
         await handler(conn, message)  # type: ignore[operator]
 
-    async def on_listen(self, conn: ClientConnection) -> None:
+    async def on_listen(self, conn: CallClient) -> None:
         """A (re)``listen`` on ``conn``; nothing to do until reconnection support needs it."""
 
-    async def on_connection_closed(self, conn: ClientConnection) -> None:
+    async def on_connection_closed(self, conn: CallClient) -> None:
         """The socket went away: hold its calls for the client's reconnect window.
 
         A client that announced ``reconnectTimeout`` > 0 in ``listen`` may come back on
@@ -246,9 +295,7 @@ class CallRouter:
         for task in list(self._tasks):
             task.cancel()
 
-    def _lookup(
-        self, conn: ClientConnection, callsid: str | None
-    ) -> tuple[BridgedCall, Leg] | None:
+    def _lookup(self, conn: CallClient, callsid: str | None) -> tuple[BridgedCall, Leg] | None:
         if callsid is None:
             return None
         found = self._by_sid.get(f"{conn.id}:{callsid}")
@@ -260,7 +307,7 @@ class CallRouter:
                 self._by_sid[f"{leg.conn.id}:{sid}"] = (call, leg)
 
     # -- outgoing invite ---------------------------------------------------------------
-    async def _on_invite(self, conn: ClientConnection, invite: Invite) -> None:
+    async def _on_invite(self, conn: CallClient, invite: Invite) -> None:
         if invite.reconnect:
             await self._on_reconnect_invite(conn, invite)
             return
@@ -298,7 +345,7 @@ class CallRouter:
                 error={"code": NOT_FOUND, "message": f"Unknown destination {to!r}"},
             )
 
-    def _refusal(self, conn: ClientConnection, invite: Invite) -> tuple[int, str] | None:
+    def _refusal(self, conn: CallClient, invite: Invite) -> tuple[int, str] | None:
         """Why a new call from ``conn`` must not be placed, as (code, message), or None."""
         token = conn.token
         assert token is not None
@@ -308,7 +355,7 @@ class CallRouter:
         if self.accounts.application(token.account_sid, app_sid) is None:
             return APPLICATION_NOT_FOUND, f"Application {app_sid} not found"
         if params_too_long(invite.params):
-            return MAX_PARAMETER_LENGTH, "Custom parameters exceed 800 bytes"
+            return MAX_PARAMETER_LENGTH_EXCEEDED, "Custom parameters exceed 800 bytes"
         limits = self.limits
         if sum(call.caller.conn is conn for call in self.calls) >= limits.max_calls_per_connection:
             return RATE_EXCEEDED, (
@@ -377,14 +424,12 @@ class CallRouter:
         call.connected = call.caller
         await self._answer_caller(call)
         if call.caller.pc is not None and call.phase is CallPhase.ANSWERED:
-            call.bridge = media_bridge.echo(call.caller.pc)
+            call.bridge = self.echo(call.caller.pc)
 
     async def _dial_client(self, call: BridgedCall, identity: str) -> None:
-        targets = [
-            c
-            for c in self.presence.connections(call.account_sid, identity)
-            if isinstance(c, ClientConnection) and c is not call.caller.conn
-        ]
+        # presence holds the connections the gateway registered: clients of this router
+        registered = cast(list[CallClient], self.presence.connections(call.account_sid, identity))
+        targets = [c for c in registered if c is not call.caller.conn]
         if not targets:
             await self._end(
                 call,
@@ -486,7 +531,7 @@ class CallRouter:
         )
 
     # -- callee answers / rejects ------------------------------------------------------
-    async def _on_answer(self, conn: ClientConnection, answer: Answer) -> None:
+    async def _on_answer(self, conn: CallClient, answer: Answer) -> None:
         found = self._lookup(conn, answer.callsid)
         if found is None:
             log.info("conn %d: answer for unknown call %.64s", conn.id, answer.callsid)
@@ -525,10 +570,10 @@ class CallRouter:
         leg.conn.send(Answer(callsid=leg.callsid, sdp=answer_sdp, reconnect=leg.reconnect_token))
         await self._answer_caller(call)
         if call.phase is CallPhase.ANSWERED and call.caller.pc is not None and leg.pc is not None:
-            call.bridge = media_bridge.bridge(call.caller.pc, leg.pc)
+            call.bridge = self.bridge(call.caller.pc, leg.pc)
         log.info("call %s answered by %s", call.sid, leg.conn)
 
-    async def _on_reject(self, conn: ClientConnection, reject: Reject) -> None:
+    async def _on_reject(self, conn: CallClient, reject: Reject) -> None:
         found = self._lookup(conn, reject.callsid)
         if found is None:
             return
@@ -558,7 +603,7 @@ class CallRouter:
             )
 
     # -- hangup and the end of a call --------------------------------------------------
-    async def _on_hangup(self, conn: ClientConnection, hangup: Hangup) -> None:
+    async def _on_hangup(self, conn: CallClient, hangup: Hangup) -> None:
         found = self._lookup(conn, hangup.callsid)
         if found is None:
             return
@@ -638,7 +683,7 @@ class CallRouter:
             del self.records[:excess]
 
     # -- in-call features --------------------------------------------------------------
-    async def _on_dtmf(self, conn: ClientConnection, dtmf: Dtmf) -> None:
+    async def _on_dtmf(self, conn: CallClient, dtmf: Dtmf) -> None:
         found = self._lookup(conn, dtmf.callsid)
         if found is None:
             return
@@ -703,7 +748,7 @@ class CallRouter:
             except (RuntimeError, ValueError) as exc:  # media gone or renegotiated meanwhile
                 log.info("cannot play digits to the %s leg: %s", leg.role, exc)
 
-    async def _on_call_message(self, conn: ClientConnection, message: CallMessage) -> None:
+    async def _on_call_message(self, conn: CallClient, message: CallMessage) -> None:
         found = self._lookup(conn, message.callsid)
         sid = message.voiceeventsid
         if found is None:
@@ -722,7 +767,7 @@ class CallRouter:
                     callsid=message.callsid,
                     voiceeventsid=sid,
                     error={
-                        "code": MESSAGE_TYPE_INVALID,
+                        "code": CALL_MESSAGE_EVENT_TYPE_INVALID,
                         "message": "Only user-defined-message is supported",
                     },
                 )
@@ -735,7 +780,7 @@ class CallRouter:
                     callsid=message.callsid,
                     voiceeventsid=sid,
                     error={
-                        "code": PAYLOAD_TOO_LARGE,
+                        "code": PAYLOAD_SIZE_EXCEEDED,
                         "message": f"Message over {MAX_MESSAGE_BYTES} bytes",
                     },
                 )
@@ -754,7 +799,7 @@ class CallRouter:
                 )
             )
 
-    async def _on_reinvite(self, conn: ClientConnection, reinvite: Reinvite) -> None:
+    async def _on_reinvite(self, conn: CallClient, reinvite: Reinvite) -> None:
         """An ICE restart offer from either side: answer it on that leg, media untouched.
 
         Works for our SDK and for a browser's standard re-offer with a new ufrag; the
@@ -783,7 +828,7 @@ class CallRouter:
         log.info("call %s: ICE restart answered for the %s leg", call.sid, leg.role)
         conn.send(Answer(callsid=leg.callsid, sdp=sdp))
 
-    async def _on_reconnect_invite(self, conn: ClientConnection, invite: Invite) -> None:
+    async def _on_reconnect_invite(self, conn: CallClient, invite: Invite) -> None:
         """A reconnect ``invite``: signaling came back, or a connect token is used.
 
         For a live leg (same CallSid and token, and the identity and account the token
@@ -820,7 +865,7 @@ class CallRouter:
         conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
 
     def _find_by_token(
-        self, conn: ClientConnection, callsid: str, token: str | None
+        self, conn: CallClient, callsid: str, token: str | None
     ) -> tuple[BridgedCall, Leg] | None:
         """The leg ``token`` was issued for, if ``conn`` speaks for the same identity."""
         if not token:
@@ -838,7 +883,7 @@ class CallRouter:
         return None
 
     async def _take_over_ringing(
-        self, call: BridgedCall, leg: Leg, conn: ClientConnection, invite: Invite
+        self, call: BridgedCall, leg: Leg, conn: CallClient, invite: Invite
     ) -> None:
         """``connect(connect_token=...)`` on a ringing incoming call: answer it here."""
         taker = Leg.of(conn, leg.callsid, "callee")
@@ -879,4 +924,14 @@ async def _close_pc(leg: Leg) -> None:
             await pc.close()
 
 
-__all__ = ["BridgedCall", "CallPhase", "CallRouter", "Cancel", "Error", "Leg"]
+__all__ = [
+    "BridgeFactory",
+    "BridgedCall",
+    "CallClient",
+    "CallPhase",
+    "CallRouter",
+    "Cancel",
+    "EchoFactory",
+    "Error",
+    "Leg",
+]

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import attrs
 
-RATE_EXCEEDED = 31206
-"""RateExceededError: the wire code when a client goes over a limit."""
-
 
 @attrs.frozen(kw_only=True)
 class Limits:

@@ -29,16 +29,17 @@ from aiohttp import web
 
 from softphone.gateway.accounts import AccountStore
 from softphone.gateway.traversal import TraversalConfig, check_ttl, token_resource
+from softphone.signaling.codes import (
+    REST_AUTHENTICATE,
+    REST_INVALID_PARAMETER,
+    REST_NOT_FOUND,
+    REST_SERVICE_UNAVAILABLE,
+)
 
 log = logging.getLogger("softphone.gateway.rest")
 
 API_VERSION = "2010-04-01"
-AUTHENTICATE = 20003
-"""Twilio: 'Authenticate' (missing or wrong credentials)."""
-NOT_FOUND = 20404
-INVALID_PARAMETER = 21609
-"""Twilio's code for an invalid parameter value (used for a bad ``Ttl``)."""
-SERVICE_UNAVAILABLE = 20005
+
 
 def _error(status: int, code: int, message: str) -> web.Response:
     return web.json_response(
@@ -110,10 +111,12 @@ class RestApi:
     ) -> web.StreamResponse:
         account_sid = request.match_info.get("account_sid")
         if account_sid is None:
-            return _error(404, NOT_FOUND, f"The requested resource {request.path} was not found")
+            return _error(
+                404, REST_NOT_FOUND, f"The requested resource {request.path} was not found"
+            )
         if not self._authorized(request.headers.get("Authorization", ""), account_sid):
             log.info("REST %s %s: authentication failed", request.method, request.path)
-            return _error(401, AUTHENTICATE, "Authenticate")
+            return _error(401, REST_AUTHENTICATE, "Authenticate")
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -137,10 +140,12 @@ class RestApi:
         try:
             ttl = check_ttl(form.get("Ttl"))
         except ValueError as exc:
-            return _error(400, INVALID_PARAMETER, str(exc))
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
         if not self.traversal.enabled:
             return _error(
-                503, SERVICE_UNAVAILABLE, "No STUN or TURN server is configured on this gateway"
+                503,
+                REST_SERVICE_UNAVAILABLE,
+                "No STUN or TURN server is configured on this gateway",
             )
         body = token_resource(self.traversal, account_sid, ttl_s=ttl, now=self.clock())
         log.info("REST: ICE servers for %s (ttl %d s)", account_sid, ttl)

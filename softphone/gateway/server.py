@@ -32,12 +32,18 @@ from softphone.gateway.accounts import AccountStore
 from softphone.gateway.calls import CallRouter
 from softphone.gateway.connection import ClientConnection
 from softphone.gateway.leg_media import LegMedia, LegMediaConfig
-from softphone.gateway.limits import RATE_EXCEEDED, Limits
+from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
 from softphone.gateway.rest_api import RestApi
 from softphone.gateway.tokens import TokenError, VerifiedToken, verify_token
 from softphone.gateway.traversal import TraversalConfig
 from softphone.media.peer_connection import PeerConnection
+from softphone.signaling.codes import (
+    AUTHORIZATION_ERROR,
+    MALFORMED_REQUEST,
+    RATE_EXCEEDED,
+    TOKEN_EXPIRED,
+)
 from softphone.signaling.messages import (
     C2S,
     Close,
@@ -59,9 +65,6 @@ from softphone.signaling.params import reconnect_timeout_seconds
 
 log = logging.getLogger("softphone.gateway")
 
-MALFORMED_REQUEST = 31100
-AUTHORIZATION_ERROR = 31201
-TOKEN_EXPIRED = 31205
 RETRY_AFTER_S = 5
 """``retryAfter`` sent to a client closed for flooding: the JS SDK waits that long."""
 POLICY_VIOLATION = 1008

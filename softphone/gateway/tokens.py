@@ -40,6 +40,15 @@ import attrs
 import jwt
 
 from softphone.gateway.accounts import AccountStore, ApiKey
+from softphone.signaling.codes import (
+    AUTHORIZATION_TOKEN_MISSING,
+    INVALID_CLIENT_NAME,
+    INVALID_JWT_TOKEN,
+    NO_VALID_ACCOUNT,
+    SIGNATURE_VALIDATION_FAILED,
+    TOKEN_EXPIRATION_TOO_LONG,
+    TOKEN_EXPIRED,
+)
 
 ALGORITHM = "HS256"
 CONTENT_TYPE = "twilio-fpa;v=1"
@@ -51,14 +60,6 @@ CLOCK_SKEW_S = 60
 """Tolerated clock difference between the token minter and the gateway."""
 MAX_IDENTITY_LENGTH = 121
 _IDENTITY_RE = re.compile(r"[A-Za-z0-9_]+")
-
-AUTHORIZATION_TOKEN_MISSING = 31102
-INVALID_CLIENT_NAME = 31105
-SIGNATURE_VALIDATION_FAILED = 31202
-NO_VALID_ACCOUNT = 31203
-INVALID_JWT = 31204
-JWT_EXPIRED = 31205
-JWT_EXPIRATION_TOO_LONG = 31207
 
 
 class TokenError(Exception):
@@ -160,7 +161,7 @@ def verify_token(token: object, store: AccountStore, *, now: float) -> VerifiedT
 
 
 def _invalid(message: str) -> TokenError:
-    return TokenError(INVALID_JWT, message)
+    return TokenError(INVALID_JWT_TOKEN, message)
 
 
 def _is_number(value: object) -> bool:
@@ -220,14 +221,14 @@ def _check_times(claims: dict[str, Any], now: float) -> None:
     """Expiry, not-before and maximum lifetime, with :data:`CLOCK_SKEW_S` of tolerance."""
     exp = float(claims["exp"])
     if exp <= now:
-        raise TokenError(JWT_EXPIRED, "Access token expired")
+        raise TokenError(TOKEN_EXPIRED, "Access token expired")
     start = claims.get("nbf", claims.get("iat"))
     if start is not None and float(start) > now + CLOCK_SKEW_S:
         raise _invalid("Access token is not valid yet")
     lifetime = exp - (now if start is None else float(start))
     if lifetime > MAX_LIFETIME_S or exp - now > MAX_LIFETIME_S + CLOCK_SKEW_S:
         raise TokenError(
-            JWT_EXPIRATION_TOO_LONG, f"Access token lifetime exceeds {MAX_LIFETIME_S} seconds"
+            TOKEN_EXPIRATION_TOO_LONG, f"Access token lifetime exceeds {MAX_LIFETIME_S} seconds"
         )
 
 

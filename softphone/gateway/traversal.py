@@ -87,9 +87,7 @@ def check_ttl(value: object) -> int:
     return ttl
 
 
-def ice_servers(
-    config: TraversalConfig, credential: TurnCredential | None
-) -> list[dict[str, str]]:
+def ice_servers(config: TraversalConfig, credential: TurnCredential | None) -> list[dict[str, str]]:
     """The ``ice_servers`` list in Twilio's shape (both ``url`` and ``urls`` keys).
 
     The result is what ``Device.connect(rtc_configuration={"iceServers": ...})`` and a

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeAlias
 
@@ -367,11 +368,15 @@ class Error(Message):
 
     @property
     def retry_after(self) -> float | None:
-        """``error.retryAfter`` in seconds, if present and numeric."""
+        """``error.retryAfter`` in seconds, if present and numeric (not clamped: NaN and
+        infinities pass through; an integer beyond float range becomes an infinity)."""
         value = (self.error or {}).get("retryAfter")
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # e.g. 10**400: JSON integers have no size limit
+            return math.inf if value > 0 else -math.inf
 
 
 @attrs.frozen(kw_only=True)

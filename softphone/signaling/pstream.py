@@ -27,8 +27,8 @@ from typing import Any
 
 from pyee.asyncio import AsyncIOEventEmitter
 
+from softphone.signaling.codes import TRANSPORT_ERROR, UNKNOWN_ERROR
 from softphone.signaling.messages import (
-    S2C,
     Answer,
     CallMessage,
     Close,
@@ -42,7 +42,6 @@ from softphone.signaling.messages import (
     Register,
     Reinvite,
     Reject,
-    decode,
     encode,
     type_of,
 )
@@ -51,9 +50,6 @@ from softphone.signaling.transport import WSTransport
 from softphone.version import __version__
 
 log = logging.getLogger("softphone.signaling.pstream")
-
-TRANSPORT_ERROR = 31009
-UNKNOWN_ERROR = 31000
 
 
 def _internal_error(exc: BaseException, where: str) -> dict[str, Any]:
@@ -121,6 +117,7 @@ class PStream(AsyncIOEventEmitter):
         self.transport.on("close", self._on_transport_close)
         self.transport.on("error", self._on_transport_error)
         self.transport.on("message", self._on_transport_message)
+        self.transport.on("malformed", self._on_transport_malformed)
         self.transport.open()
 
     @property
@@ -159,19 +156,17 @@ class PStream(AsyncIOEventEmitter):
             self.emit("error", _internal_error(info, "transport"))
             return
         if not info:
-            info = {"code": 31000, "message": "Websocket closed without a provided reason"}
+            info = {"code": UNKNOWN_ERROR, "message": "Websocket closed without a provided reason"}
         wrapped: dict[str, Any] = dict(info) if "error" in info else {"error": info}
         wrapped["transport"] = True  # a local socket failure, not a server `error` frame
         self.emit("error", wrapped)
 
-    def _on_transport_message(self, frame: str) -> None:
-        try:
-            message = decode(frame, S2C)
-        except MalformedMessage as exc:
-            log.warning("dropping malformed signaling frame: %s", exc.reason)
-            self.emit("malformed", exc.msg_type, exc.reason)
-            return
-        assert isinstance(message, Message)
+    def _on_transport_malformed(self, exc: MalformedMessage) -> None:
+        log.warning("dropping malformed signaling frame: %s", exc.reason)
+        self.emit("malformed", exc.msg_type, exc.reason)
+
+    def _on_transport_message(self, message: Message) -> None:
+        """A frame the transport decoded: update the stream and re-emit it by type."""
         payload = message.payload()
         if payload.get("gateway"):
             self.gateway = payload["gateway"]

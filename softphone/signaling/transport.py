@@ -6,9 +6,12 @@ A port of the JS SDK's WSTransport (transport-and-edges.md §3) onto asyncio and
 :class:`~softphone.signaling.backoff.Backoff`. This module only does the I/O and
 the timers.
 
-Events (pyee): ``open``; ``message(text)``; ``close``; ``error(info)`` where
-``info`` is ``{"code": 31000|31005, "message": str}`` and ``message`` says in plain
-words what failed (:mod:`softphone.signaling.failures`).
+Events (pyee): ``open``; ``message(message)`` with each inbound frame decoded once, by
+the codec (:func:`~softphone.signaling.messages.decode`), into its typed message;
+``malformed(exc)`` with the :class:`~softphone.signaling.messages.MalformedMessage` of a
+frame that could not be decoded; ``close``; ``error(info)`` where ``info`` is
+``{"code": 31000|31005, "message": str}`` and ``message`` says in plain words what
+failed (:mod:`softphone.signaling.failures`).
 
 ``wss://`` URLs are verified: with the ``ssl_context`` given, else with
 ``ssl.create_default_context()`` (the system trust store, or the file named by
@@ -25,7 +28,6 @@ exception nobody retrieves: the socket task's unexpected failures are logged wit
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -40,8 +42,16 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from softphone.signaling import failures
 from softphone.signaling.backoff import Backoff
+from softphone.signaling.codes import CONNECTION_ERROR, UNKNOWN_ERROR
 from softphone.signaling.edge_walk import EdgeWalk, SocketState
-from softphone.signaling.messages import HEARTBEAT
+from softphone.signaling.messages import (
+    HEARTBEAT,
+    S2C,
+    Error,
+    MalformedMessage,
+    Message,
+    decode,
+)
 
 log = logging.getLogger("softphone.signaling.transport")
 
@@ -54,8 +64,6 @@ MAX_PRIMARY_DELAY_MS = 20_000
 MAX_RETRY_AFTER_DELAY_MS = 60_000
 MAX_RETRY_AFTER_DURATION_MS = 75_000
 
-UNKNOWN_ERROR = 31000
-CONNECTION_ERROR = 31005
 ABNORMAL_CLOSE_TEXT = (
     "Websocket connection to the signaling server was unexpectedly ended. "
     "If this is happening consistently, there may be an issue resolving the hostname "
@@ -79,28 +87,20 @@ async def default_client_context() -> ssl.SSLContext:
     return context
 
 
-def retry_after_ms(frame: str) -> float | None:
-    """A server ``error`` frame's ``payload.error.retryAfter`` in ms, or None.
+def retry_after_ms(message: Message) -> float | None:
+    """A server ``error`` message's ``retryAfter`` (:attr:`Error.retry_after`) in ms, or None.
 
-    Only finite numbers count (a bool, a string, NaN do not); the value is clamped to
+    Only numbers count (a bool, a string, NaN do not); the value is clamped to
     [0, :data:`MAX_RETRY_AFTER_DELAY_MS`], so a hostile ``Infinity``, ``1e308`` or
-    negative value can neither stall the reconnect nor overflow the backoff. Frames that
-    are not JSON, nest too deeply or lack the keys give None; nothing here raises.
+    negative value can neither stall the reconnect nor overflow the backoff. Any other
+    message gives None; nothing here raises.
     """
-    if "retryAfter" not in frame:
-        return None  # the common case: no second JSON parse of every frame
-    try:
-        envelope: Any = json.loads(frame)
-    except (ValueError, RecursionError):
+    if not isinstance(message, Error):
         return None
-    if not isinstance(envelope, dict) or envelope.get("type") != "error":
+    seconds = message.retry_after
+    if seconds is None or math.isnan(seconds):
         return None
-    payload = envelope.get("payload")
-    error = payload.get("error") if isinstance(payload, dict) else None
-    value = error.get("retryAfter") if isinstance(error, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        return None
-    return min(max(float(value) * 1000, 0.0), float(MAX_RETRY_AFTER_DELAY_MS))
+    return min(max(seconds * 1000, 0.0), float(MAX_RETRY_AFTER_DELAY_MS))
 
 
 class WSTransport(AsyncIOEventEmitter):
@@ -277,8 +277,7 @@ class WSTransport(AsyncIOEventEmitter):
                 if frame == HEARTBEAT:
                     self._outbox.put_nowait(HEARTBEAT)
                     continue
-                self._note_retry_after(frame)
-                self.emit("message", frame)
+                self._on_frame(frame)
         except ConnectionClosed:
             pass
         finally:
@@ -368,10 +367,22 @@ class WSTransport(AsyncIOEventEmitter):
             self._record_failure(failures.silent_server(self.uri or "", self.heartbeat_timeout_ms))
             self._after_socket_closed()
 
-    def _note_retry_after(self, frame: str) -> None:
-        value = retry_after_ms(frame)
+    def _on_frame(self, frame: str) -> None:
+        """Decode one text frame (the only decode it gets) and pass the message on.
+
+        A server ``error`` with ``retryAfter`` is remembered for the preferred-edge
+        backoff before listeners see it, as the JS transport does.
+        """
+        try:
+            message = decode(frame, S2C)
+        except MalformedMessage as exc:
+            self.emit("malformed", exc)
+            return
+        assert isinstance(message, Message)  # heartbeats were answered before decoding
+        value = retry_after_ms(message)
         if value is not None:
             self.retry_after_ms = value
+        self.emit("message", message)
 
     # -- backoff -----------------------------------------------------------------------
     def _discard_backoffs(self) -> None:
