@@ -28,6 +28,8 @@ log = logging.getLogger("softphone.sounds")
 
 MAX_DURATION_MS = {"outgoing": 3000, "disconnect": 3000}
 DTMF_MAX_MS = 1000
+LEAD_FRAMES = 2
+"""Frames a playback is written ahead of real time (40 ms of cushion for the mixer)."""
 LOOPING = frozenset({"incoming"})
 
 # The JS DialtonePlayer's deliberately non-standard "mock" pairs, so that local
@@ -168,6 +170,9 @@ class SoundBoard:
     async def _run(self, name: str, *, loop: bool, limit_ms: int | None) -> None:
         """Write ``name`` frame by frame on the loop's clock through a route of its own.
 
+        The writer stays :data:`LEAD_FRAMES` ahead of the clock: the route's mixer
+        has its own 20 ms clock, and a writer exactly in step with it would, under
+        load, miss a tick now and then and leave a silent frame inside the sound.
         The route is opened here and closed when the playback ends: drained
         when the sound played to its end, at once when it was stopped.
         """
@@ -195,7 +200,7 @@ class SoundBoard:
                     chunk = np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk), np.int16)])
                 sink.write(chunk)
                 frame_index += 1
-                delay = start + frame_index * 0.02 - clock.time()
+                delay = start + (frame_index - LEAD_FRAMES) * 0.02 - clock.time()
                 await asyncio.sleep(max(0.0, delay))
             finished = True
         finally:
