@@ -3,6 +3,7 @@
     softphone demo                      a real call between two devices, end to end
     softphone gateway [--no-tls]        serve /signal for SDKs and browsers
     softphone token --identity alice    print a development access token
+    softphone preflight                 one echo call: timings, ICE path, audio round trip
     softphone media-agent               own calls' media and audio devices for a remote app
 
 Every sub-command has ``--help``.
