@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import shutil
 import subprocess
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from recorders import eventually
 
 from softphone.audio_backends.analysis import resample
 from softphone.audio_backends.base import SAMPLE_RATE, Pcm
@@ -47,13 +47,6 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Pcm:
     return _speech(str(tmp_path_factory.getbasetemp()))
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll ``predicate`` while real media flows; fail after ``timeout`` (a hang guard)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 @dataclass
 class RelayedCall:
     """A -> relay -> B with A playing a clip and B recording it."""
@@ -76,7 +69,9 @@ async def relayed_call(clip: Pcm, **options: Any) -> AsyncIterator[RelayedCall]:
         offer = relay.from_a(await a.create_offer(call.source))
         answer = relay.from_b(await b.create_answer(offer, None))
         await a.apply_answer(answer)
-        await wait_until(lambda: a.connection_state == b.connection_state == "connected")
+        await eventually(
+            lambda: a.connection_state == b.connection_state == "connected", timeout=20
+        )
         yield call
     finally:
         await a.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 
@@ -46,8 +47,14 @@ class EventLog:
         return await asyncio.wait_for(until(), timeout)
 
 
-async def eventually(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Poll ``predicate()`` until it is true; fail the test after ``timeout`` seconds."""
+async def eventually(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Poll ``predicate()`` until it is true; fail the test after ``timeout`` seconds.
+
+    The one poll-until helper of the tests: use it for state that no event announces
+    (an :class:`EventLog` waits for events without polling).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():

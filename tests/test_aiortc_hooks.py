@@ -201,6 +201,11 @@ async def test_fence_instance_attributes() -> None:
         ice = transceiver.receiver.transport.transport
         assert isinstance(ice._connection, aioice.Connection)
         assert ice._connection._nominated == {}
+        # what IceRestarter takes over and swaps (before start: no monitor yet)
+        assert ice._recv == ice._connection.recv and ice._send == ice._connection.send
+        assert ice._RTCIceTransport__monitor_task is None
+        assert ice.iceGatherer._connection is ice._connection
+        assert isinstance(ice._connection._transport_policy, aioice.TransportPolicy)
     finally:
         await pc.close()
 
@@ -286,6 +291,35 @@ def test_fence_ice_restart() -> None:
         aiortc.rtcicetransport.RTCIceGatherer.__init__
     )
     assert "ConnectionError" in inspect.getsource(RTCDtlsTransport._RTCDtlsTransport__run)  # type: ignore[attr-defined]
+
+
+def test_fence_ice_restart_monitor_and_gatherer() -> None:
+    """IceRestarter._swap restarts aiortc's monitor and re-points the gatherer.
+
+    ``_monitor`` must read ``self._connection`` on each event (not a connection it
+    captured), so a monitor started after the swap watches the new connection;
+    ``stop`` closes ``self._connection`` and only then awaits ``__monitor_task`` (the
+    restarted monitor ends with it); ``__setState`` takes the new state; and the next
+    offer or answer reads the local ICE credentials and candidates from the gatherer's
+    ``_connection``, which ``prepare`` replaces.
+    """
+    monitor = RTCIceTransport._monitor
+    assert inspect.iscoroutinefunction(monitor) and _params(monitor) == ["self"]
+    assert "await self._connection.get_event()" in inspect.getsource(monitor)
+    assert _params(aioice.Connection.get_event) == ["self"]
+    stop = inspect.getsource(RTCIceTransport.stop)
+    assert stop.index("self._connection.close()") < stop.index("await self.__monitor_task")
+    assert _params(RTCIceTransport._RTCIceTransport__setState) == ["self", "state"]  # type: ignore[attr-defined]
+    assert isinstance(inspect.getattr_static(RTCIceTransport, "iceGatherer"), property)
+    gatherer = aiortc.rtcicetransport.RTCIceGatherer
+    params = inspect.getsource(gatherer.getLocalParameters)
+    assert "self._connection.local_username" in params
+    assert "self._connection.local_password" in params
+    assert "self._connection.local_candidates" in inspect.getsource(gatherer.getLocalCandidates)
+    assert inspect.iscoroutinefunction(aioice.Connection.recv)
+    assert inspect.iscoroutinefunction(aioice.Connection.send)
+    assert _params(aioice.Connection.recv) == ["self"]
+    assert _params(aioice.Connection.send) == ["self", "data"]
 
 
 async def test_restarter_is_in_place_before_the_first_connect() -> None:

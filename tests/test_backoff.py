@@ -333,3 +333,24 @@ def test_retry_after_total_is_75_seconds() -> None:
     pair.arm_preferred(0)
     assert pair.preferred_expired(75_000) is False
     assert pair.preferred_expired(75_001) is True
+
+
+@pytest.mark.parametrize(
+    ("uri_count", "cap", "expected_min", "expected_max"),
+    [
+        (2, 200, 200, 200),  # the 1-5 s random start is capped too
+        (1, 5_000, 100, 5_000),
+        (2, None, 3_000, MAX_PRIMARY_DELAY_MS),  # no cap: the JS 20 s
+        (2, 0, 3_000, MAX_PRIMARY_DELAY_MS),  # 0 or less counts as none
+    ],
+)
+def test_primary_max_ms_caps_the_primary_only(
+    uri_count: int, cap: float | None, expected_min: float, expected_max: float
+) -> None:
+    """Our honoured ``backoffMaxMs`` (ignored by JS) bounds each primary delay."""
+    pair = ReconnectBackoffs(
+        uri_count=uri_count, has_preferred=True, primary_max_ms=cap, rng=scripted([0.5, 0.0])
+    )
+    assert (pair.primary.min_ms, pair.primary.max_ms) == (expected_min, expected_max)
+    assert pair.preferred.max_ms == MAX_PREFERRED_DELAY_MS
+    assert max(run_steps(pair.primary, 8)) <= expected_max

@@ -17,12 +17,11 @@ with aiortc only (jssdk-wire-notes.md, "invite" and "Surprises"):
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Callable
 
 import numpy as np
 import pytest
+from recorders import eventually
 
 from softphone.audio_backends import MemorySink, ToneSource
 from softphone.audio_backends.analysis import detect_tone
@@ -98,14 +97,8 @@ def like_chrome(sdp: str) -> str:
     return "\r\n".join(lines)
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def _hears(sink: MemorySink, hz: float) -> None:
-    await _until(lambda: len(sink.pcm()) > SAMPLE_RATE)
+    await eventually(lambda: len(sink.pcm()) > SAMPLE_RATE)
     tail: np.ndarray = sink.pcm()[-SAMPLE_RATE // 2 :]
     assert detect_tone(tail, hz)
 
@@ -145,7 +138,9 @@ async def test_candidateless_browser_sdp_connects_peer_reflexive(browser_role: s
             answer = await browser.create_answer(offer, ToneSource([BROWSER_HZ]))
             await gateway.apply_answer(like_chrome(answer))
         assert "a=candidate:" not in (offer if browser_role == "caller" else like_chrome(answer))
-        await _until(lambda: gateway.connection_state == browser.connection_state == "connected")
+        await eventually(
+            lambda: gateway.connection_state == browser.connection_state == "connected"
+        )
         pair = (await gateway.get_stats())["selectedCandidatePair"]
         assert pair["remoteCandidateType"] == "prflx"
         assert pair["localAddress"] == pair["remoteAddress"] == "127.0.0.1"

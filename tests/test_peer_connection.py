@@ -7,15 +7,15 @@ for wall-clock limits.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pytest
+from recorders import eventually
 
 from softphone.audio_backends.base import SAMPLE_RATE, Pcm
 from softphone.media.peer_connection import PeerConnection
@@ -70,17 +70,10 @@ def rms(audio: np.ndarray[Any, np.dtype[np.float64]]) -> float:
     return float(np.sqrt(np.mean(audio**2)))
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` while real media flows; fail after ``timeout`` (a hang guard)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def more_audio(sink: ListSink, seconds: float) -> None:
     """Wait until ``sink`` received ``seconds`` more audio."""
     target = sink.samples + int(seconds * SAMPLE_RATE)
-    await wait_until(lambda: sink.samples >= target)
+    await eventually(lambda: sink.samples >= target)
 
 
 @dataclass
@@ -108,7 +101,7 @@ async def call(
         c.offer = await a.create_offer(SineSource(TONE_A))
         c.answer = await b.create_answer(c.offer, SineSource(TONE_B))
         await a.apply_answer(c.answer)
-        await wait_until(lambda: a.connection_state == b.connection_state == "connected")
+        await eventually(lambda: a.connection_state == b.connection_state == "connected")
         yield c
     finally:
         await a.close()
@@ -230,7 +223,7 @@ async def test_rfc4733_digits_arrive_in_order_and_audio_survives(prefs: tuple[st
     async with call({"codec_preferences": prefs}, {"codec_preferences": prefs}) as c:
         await more_audio(c.b_hears, 0.3)
         await c.a.insert_dtmf("1234#*0")
-        await wait_until(lambda: len(c.b_digits) >= 7)
+        await eventually(lambda: len(c.b_digits) >= 7)
         assert c.b_digits == list("1234#*0")
         # The decoder thread must still be alive: audio keeps arriving, still the tone.
         await more_audio(c.b_hears, 0.6)

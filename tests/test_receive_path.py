@@ -9,7 +9,8 @@ wall clock.
 from __future__ import annotations
 
 import pytest
-from media_helpers import relayed_call, speech, wait_until
+from media_helpers import relayed_call, speech
+from recorders import eventually
 
 from softphone.audio_backends.base import SAMPLE_RATE
 from softphone.media.latency import delay_at
@@ -29,7 +30,7 @@ async def test_lost_packets_do_not_raise_the_latency(
     prefs = {"codec_preferences": (codec,)}
     async with relayed_call(clip, **prefs) as call:
         call.relay.loss_a_to_b = LossPattern.indices(LOST)
-        await wait_until(lambda: call.heard.samples > len(clip), timeout=30)
+        await eventually(lambda: call.heard.samples > len(clip), timeout=30)
         stats = await call.b.get_stats()
     assert call.relay.dropped_a_to_b == len(LOST)
 
@@ -62,11 +63,11 @@ async def test_remote_sink_none_decodes_nothing(
 ) -> None:
     clip = speech(tmp_path_factory)[: SAMPLE_RATE * 2]
     async with relayed_call(clip) as call:
-        await wait_until(lambda: call.heard.samples > SAMPLE_RATE // 2)
+        await eventually(lambda: call.heard.samples > SAMPLE_RATE // 2, timeout=20)
         call.b.set_remote_sink(None)
         played = (await call.b.get_stats())["totalSamplesReceived"]
         received = (await call.b.get_stats())["packetsReceived"]
-        await wait_until(lambda: call.relay.rtp_a_to_b > received + 25)
+        await eventually(lambda: call.relay.rtp_a_to_b > received + 25, timeout=20)
         stats = await call.b.get_stats()
     assert stats["packetsReceived"] > received  # RTCP statistics still follow the stream
     assert stats["totalSamplesReceived"] <= played + 2 * 960  # but nothing more is played
@@ -77,7 +78,7 @@ async def test_aiortc_receive_path_is_still_available_as_the_baseline(
 ) -> None:
     clip = speech(tmp_path_factory)[: SAMPLE_RATE * 2]
     async with relayed_call(clip, receive_path="aiortc") as call:
-        await wait_until(lambda: call.heard.samples > SAMPLE_RATE)
+        await eventually(lambda: call.heard.samples > SAMPLE_RATE, timeout=20)
         stats = await call.b.get_stats()
     assert call.a.receive_path == "aiortc"
     assert "concealedSamples" not in stats and stats["packetsReceived"] > 0

@@ -210,3 +210,142 @@ async def test_backoff_max_ms_bounds_the_reconnect_delay(cap: int | None) -> Non
             assert max(transport.reconnect_delays_ms) <= cap
     finally:
         transport.close()
+
+
+def error_frame(retry_after: float) -> str:
+    """A server ``error`` frame asking the client to wait ``retry_after`` seconds."""
+    error = {"code": 31902, "message": "busy", "retryAfter": retry_after}
+    return json.dumps({"type": "error", "version": "1.6", "payload": {"error": error}})
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "first_delay_ms", "keeps_preferred"),
+    [
+        # JS stores only a truthy retryAfter: 0 leaves the normal preferred backoff
+        # (100 ms + 20 % jitter at u = 0.5), whose window of 0 ms ends at its first ready
+        (0, 120, False),
+        # a real retryAfter is the first delay exactly, in a 75 s preferred window
+        (0.2, 200, True),
+    ],
+)
+async def test_retry_after_zero_is_no_retry_after(
+    recording_server: RecordingServer,
+    retry_after: float,
+    first_delay_ms: int,
+    keeps_preferred: bool,
+) -> None:
+    transport = WSTransport([recording_server.url], rng=lambda: 0.5, max_preferred_duration_ms=0)
+    log = EventLog(transport, "open", "message")
+    try:
+        transport.open()
+        await log.wait_for("open")
+        transport.update_preferred_uri(recording_server.url)  # as during a call
+        await recording_server.sockets[0].send(error_frame(retry_after))
+        await log.wait_for("message")
+        assert transport.retry_after_ms == (retry_after * 1000 or None)
+        await recording_server.sockets[0].close()
+        await log.wait_for("open", count=2)
+        assert transport.reconnect_delays_ms[0] == first_delay_ms
+        assert (transport.preferred_uri is not None) is keeps_preferred
+    finally:
+        transport.close()
+
+
+async def test_a_retry_after_of_zero_keeps_the_one_before(
+    recording_server: RecordingServer,
+) -> None:
+    transport = WSTransport([recording_server.url])
+    log = EventLog(transport, "open", "message")
+    try:
+        transport.open()
+        await log.wait_for("open")
+        await recording_server.sockets[0].send(error_frame(3))
+        await recording_server.sockets[0].send(error_frame(0))
+        await log.wait_for("message", count=2)
+        assert transport.retry_after_ms == 3000
+    finally:
+        transport.close()
+
+
+async def test_preferred_edge_window_is_measured_on_the_transport_clock(
+    recording_server: RecordingServer,
+) -> None:
+    """The 15 s preferred window ends when the injected clock says so, not the wall."""
+    now = [1_000.0]
+    dead = f"ws://127.0.0.1:{free_port()}/signal"
+    transport = WSTransport([recording_server.url], clock=lambda: now[0], rng=lambda: 0.0)
+    log = EventLog(transport, "open")
+    try:
+        transport.open()
+        await log.wait_for("open")
+        transport.update_preferred_uri(dead)
+        await recording_server.sockets[0].close()
+        await eventually(lambda: transport.connect_attempts >= 4)  # the clock stands still
+        assert transport.preferred_uri == dead and transport.uri == dead
+        now[0] += 15.001  # past MAX_PREFERRED_DURATION_MS since the first preferred step
+        await log.wait_for("open", count=2)
+        assert transport.preferred_uri is None and transport.uri == recording_server.url
+    finally:
+        transport.close()
+
+
+async def test_a_socket_open_over_10_s_on_the_clock_restarts_the_backoff(
+    recording_server: RecordingServer,
+) -> None:
+    now = [0.0]
+    transport = WSTransport([recording_server.url], clock=lambda: now[0], rng=lambda: 0.0)
+    log = EventLog(transport, "open")
+    try:
+        transport.open()
+        await log.wait_for("open")
+        await recording_server.stop()  # every reconnect now fails and the delay doubles
+        await eventually(lambda: len(transport.reconnect_delays_ms) >= 3)
+        assert transport.reconnect_delays_ms[:3] == [100, 200, 400]
+        await recording_server.start(recording_server.port)
+        await log.wait_for("open", count=2)
+        now[0] += 10.001  # "open for more than CONNECT_SUCCESS_TIMEOUT_MS"
+        delays_before = len(transport.reconnect_delays_ms)
+        await recording_server.sockets[-1].close()
+        await log.wait_for("open", count=3)
+        assert transport.reconnect_delays_ms[delays_before] == 100  # back to step 0
+    finally:
+        transport.close()
+
+
+async def test_flush_waits_for_the_writes_and_a_close_ends_it() -> None:
+    """``flush`` joins the outbox: it returns once every queued frame was written, or
+    as soon as the socket goes away (its frames are dropped), never by polling."""
+    reading = asyncio.Event()
+    received: list[list[str | bytes]] = []  # the frames of each connection
+
+    async def handler(ws: ServerConnection) -> None:
+        frames: list[str | bytes] = []
+        received.append(frames)
+        await reading.wait()
+        async for frame in ws:
+            frames.append(frame)
+
+    server = await serve(handler, "127.0.0.1", 0, ping_interval=None)
+    url = f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}/signal"
+    frames, size = 400, 65_536  # 26 MB: more than the socket buffers hold unread
+    try:
+        for keep_reading in (False, True):
+            transport = WSTransport([url])
+            log = EventLog(transport, "open")
+            transport.open()
+            await log.wait_for("open")
+            assert all(transport.send("x" * size) for _ in range(frames))
+            flushing = asyncio.ensure_future(transport.flush(timeout=60))
+            with pytest.raises(TimeoutError):  # the server does not read yet
+                await asyncio.wait_for(asyncio.shield(flushing), 0.3)
+            if keep_reading:
+                reading.set()
+                await asyncio.wait_for(flushing, 30)  # everything written
+                transport.close()  # right away: nothing written may be lost
+                await eventually(lambda: len(received[-1]) == frames, timeout=30)
+            else:
+                transport.close()  # drops the unsent frames, which ends the flush
+                await asyncio.wait_for(flushing, 10)
+    finally:
+        server.close()
+        await server.wait_closed()

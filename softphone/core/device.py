@@ -745,8 +745,7 @@ class Device(EventEmitter):
         if self._token_timer is not None:
             self._token_timer.cancel()
             self._token_timer = None
-        await asyncio.sleep(0)  # let queued hangup/reject frames reach the socket writer
-        if self._stream is not None:
+        if self._stream is not None:  # the hangup/reject frames queued above go out first
             await self._stream.transport.flush(timeout=0.5)
         self._destroy_stream(InvalidStateError("Device has been destroyed."))
         self.sounds.stop_all()

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from softphone.media.aiortc_hooks import RtpTapPacket
 from softphone.media.audio_codecs import codec_key
 from softphone.media.packet_track import PacketTrack
 from softphone.media.peer_connection import PeerConnection
+from softphone.media.rtp_tap import RtpTapPacket
 from softphone.media.sdp import CodecInfo
 from softphone.media.transcoder import Transcoder
 

@@ -84,6 +84,7 @@ from softphone.media.rfc4733 import (
     silence_payload,
 )
 from softphone.media.rtc_configuration import RelayProtocol, TurnServer
+from softphone.media.rtp_tap import RtpTap, RtpTapPacket
 from softphone.media.sdp import CodecInfo
 
 __all__ = [
@@ -93,7 +94,6 @@ __all__ = [
     "DtmfSender",
     "IceRestarter",
     "ReceiveShim",
-    "RtpTapPacket",
     "SenderEncoder",
     "check_versions",
     "close_peer_connection",
@@ -671,21 +671,6 @@ def dtmf_sender(sender: Any) -> DtmfSender:
 
 # --------------------------------------------------------------------------- receive shim
 
-
-@dataclass(frozen=True, slots=True)
-class RtpTapPacket:
-    """An incoming RTP packet (SRTP removed) as a tap sees it."""
-
-    payload_type: int
-    sequence_number: int
-    timestamp: int
-    marker: bool
-    ssrc: int
-    payload: bytes
-    arrival_time_ms: int
-
-
-RtpTap = Callable[[RtpTapPacket], None]
 
 _SHIM_ATTR: Final = "_softphone_receive_shim"
 

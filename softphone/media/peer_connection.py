@@ -61,6 +61,7 @@ from softphone.media.opus import OpusSettings
 from softphone.media.packet_track import PacketTrack
 from softphone.media.playout import RemotePlayout
 from softphone.media.rtc_configuration import RtcConfiguration, parse_rtc_configuration
+from softphone.media.rtp_tap import RtpTapPacket
 from softphone.media.sdp import (
     BITRATE_MAX,
     BITRATE_MIN,
@@ -547,7 +548,7 @@ class PeerConnection:
         self._shim.add_tap(self._on_rtp, consume=True, audio_only=True)
         self._playout.start()
 
-    def _on_rtp(self, packet: hooks.RtpTapPacket) -> None:
+    def _on_rtp(self, packet: RtpTapPacket) -> None:
         playout = self._playout
         if playout is None or self._sink is None:
             return  # nobody listens: decode nothing
@@ -586,7 +587,7 @@ class PeerConnection:
 
     def add_rtp_tap(
         self,
-        tap: Callable[[hooks.RtpTapPacket], None],
+        tap: Callable[[RtpTapPacket], None],
         *,
         consume: bool = False,
         audio_only: bool = False,

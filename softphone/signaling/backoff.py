@@ -204,7 +204,10 @@ class ReconnectBackoffs:
       75 000 ms. A ``retry_after_ms`` of 0 counts as none (JS truthiness).
     * ``primary``: min = random integer in [1000, 5000] ms when there is more
       than one URI (spreads a reconnect storm across clients), else 100 ms;
-      cap 20 000 ms; no total limit.
+      cap 20 000 ms, or ``primary_max_ms`` when that is a positive number (then
+      the min is capped by it too); no total limit. ``primary_max_ms`` is the
+      Device option ``backoffMaxMs``, which the JS SDK accepts and ignores and
+      we honour, so an application can bound how long a dropped Device stays away.
 
     Both use factor 2 and jitter 0.4. The start-time bookkeeping mirrors the
     JS ``backoff`` listeners, which remember the time when step 0 is armed.
@@ -217,6 +220,7 @@ class ReconnectBackoffs:
         retry_after_ms: float | None = None,
         has_preferred: bool = False,
         max_preferred_duration_ms: float = MAX_PREFERRED_DURATION_MS,
+        primary_max_ms: float | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.retry_after_ms: float | None = (
@@ -241,14 +245,19 @@ class ReconnectBackoffs:
                 rng=rng,
             )
             self.preferred_total_ms = max_preferred_duration_ms
+        primary_min: float
         if uri_count > 1:
             span = _PRIMARY_RANDOM_MIN_HIGH_MS - _PRIMARY_RANDOM_MIN_LOW_MS + 1
             primary_min = math.floor(rng() * span) + _PRIMARY_RANDOM_MIN_LOW_MS
         else:
             primary_min = _SINGLE_URI_MIN_MS
+        primary_max: float = MAX_PRIMARY_DELAY_MS
+        if primary_max_ms is not None and primary_max_ms > 0:
+            primary_max = primary_max_ms
+            primary_min = min(primary_min, primary_max_ms)
         self.primary = Backoff(
             min_ms=primary_min,
-            max_ms=MAX_PRIMARY_DELAY_MS,
+            max_ms=primary_max,
             factor=BACKOFF_FACTOR,
             jitter=BACKOFF_JITTER,
             rng=rng,

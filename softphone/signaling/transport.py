@@ -1,10 +1,12 @@
 """The signaling WebSocket: connect, heartbeat, reconnect with backoff, walk the edges.
 
-A port of the JS SDK's WSTransport (transport-and-edges.md §3) onto asyncio and
-``websockets``. Decisions about *which* URL to dial live in the pure
-:class:`~softphone.signaling.edge_walk.EdgeWalk`; delays come from the pure
-:class:`~softphone.signaling.backoff.Backoff`. This module only does the I/O and
-the timers.
+A port of the JS SDK's WSTransport onto asyncio and ``websockets``. Decisions about
+*which* URL to dial live in the pure :class:`~softphone.signaling.edge_walk.EdgeWalk`;
+the reconnect delays, their parameters and the preferred-edge window come from the pure
+:class:`~softphone.signaling.backoff.ReconnectBackoffs`. This module only does the I/O
+and the timers. Time is read from an injectable ``clock`` (monotonic seconds), so the
+rules that compare times (a socket open > 10 s resets the backoffs; the preferred edge
+is given up after its window) can be driven by a test clock.
 
 Events (pyee): ``open``; ``message(message)`` with each inbound frame decoded once, by
 the codec (:func:`~softphone.signaling.messages.decode`), into its typed message;
@@ -33,6 +35,7 @@ import math
 import os
 import random
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -41,7 +44,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from softphone.signaling import failures
-from softphone.signaling.backoff import Backoff
+from softphone.signaling.backoff import (
+    MAX_PREFERRED_DURATION_MS,
+    MAX_RETRY_AFTER_DELAY_MS,
+    ReconnectBackoffs,
+)
 from softphone.signaling.codes import CONNECTION_ERROR, UNKNOWN_ERROR
 from softphone.signaling.edge_walk import EdgeWalk, SocketState
 from softphone.signaling.messages import (
@@ -55,14 +62,23 @@ from softphone.signaling.messages import (
 
 log = logging.getLogger("softphone.signaling.transport")
 
+__all__ = [
+    "ABNORMAL_CLOSE_TEXT",
+    "CONNECT_SUCCESS_TIMEOUT_MS",
+    "CONNECT_TIMEOUT_MS",
+    "HEARTBEAT_TIMEOUT_MS",
+    "MAX_RETRY_AFTER_DELAY_MS",
+    "WSTransport",
+    "default_client_context",
+    "retry_after_ms",
+]
+
 CONNECT_TIMEOUT_MS = 5_000
+"""A socket that has not opened by then is abandoned and the next URL is chosen."""
 HEARTBEAT_TIMEOUT_MS = 15_000
+"""No inbound frame for this long → reconnect."""
 CONNECT_SUCCESS_TIMEOUT_MS = 10_000
-MAX_PREFERRED_DELAY_MS = 1_000
-MAX_PREFERRED_DURATION_MS = 15_000
-MAX_PRIMARY_DELAY_MS = 20_000
-MAX_RETRY_AFTER_DELAY_MS = 60_000
-MAX_RETRY_AFTER_DURATION_MS = 75_000
+"""A socket open longer than this resets the reconnect backoffs when it closes."""
 
 ABNORMAL_CLOSE_TEXT = (
     "Websocket connection to the signaling server was unexpectedly ended. "
@@ -93,7 +109,9 @@ def retry_after_ms(message: Message) -> float | None:
     Only numbers count (a bool, a string, NaN do not); the value is clamped to
     [0, :data:`MAX_RETRY_AFTER_DELAY_MS`], so a hostile ``Infinity``, ``1e308`` or
     negative value can neither stall the reconnect nor overflow the backoff. Any other
-    message gives None; nothing here raises.
+    message gives None; nothing here raises. A result of 0 (``retryAfter: 0`` or a
+    negative one) is not remembered by the transport: the JS SDK only stores a truthy
+    ``retryAfter``.
     """
     if not isinstance(message, Error):
         return None
@@ -104,7 +122,12 @@ def retry_after_ms(message: Message) -> float | None:
 
 
 class WSTransport(AsyncIOEventEmitter):
-    """One logical signaling connection that survives socket failures."""
+    """One logical signaling connection that survives socket failures.
+
+    ``clock`` returns monotonic seconds (default :func:`time.monotonic`); it is read
+    for every time comparison, while the timers themselves run on the event loop.
+    ``rng`` is the one source of randomness (backoff jitter, the primary start delay).
+    """
 
     def __init__(
         self,
@@ -116,6 +139,7 @@ class WSTransport(AsyncIOEventEmitter):
         ssl_context: ssl.SSLContext | None = None,
         backoff_max_ms: float | None = None,
         rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.backoff_max_ms = backoff_max_ms
@@ -128,18 +152,17 @@ class WSTransport(AsyncIOEventEmitter):
         self.ssl_context = ssl_context
         """TLS settings for ``wss://``; None verifies against the default trust store."""
         self._rng = rng
+        self._clock = clock
         self.uri: str | None = None
         self.retry_after_ms: float | None = None
+        """The last server ``retryAfter`` in ms (cleared when the backoffs are discarded)."""
         self._socket: ClientConnection | None = None
         self._socket_task: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._opened_at: float | None = None
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._backoff_timer: asyncio.TimerHandle | None = None
-        self._preferred_backoff: Backoff | None = None
-        self._primary_backoff: Backoff | None = None
-        self._preferred_total_ms = 0.0
-        self._preferred_start: float | None = None
+        self._backoffs: ReconnectBackoffs | None = None
         self.connect_attempts = 0
         """How many sockets were dialled (for tests and diagnostics)."""
         self.failures = 0
@@ -191,11 +214,17 @@ class WSTransport(AsyncIOEventEmitter):
         return True
 
     async def flush(self, timeout: float = 1.0) -> None:
-        """Wait (at most ``timeout`` s) until frames already queued have been written."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self._outbox.empty() and self._socket is not None and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        """Wait (at most ``timeout`` s) until the frames already queued have been written.
+
+        Returns early when the socket goes away: its unsent frames are dropped then
+        (see :meth:`_drop_outbox`), which also ends the wait.
+        """
+        if self._socket is None:
+            return
+        try:
+            await asyncio.wait_for(self._outbox.join(), timeout)
+        except TimeoutError:
+            log.info("signaling flush gave up after %.1f s", timeout)
 
     def update_preferred_uri(self, uri: str | None) -> None:
         """Pin (or unpin with None) the URL to reconnect to first."""
@@ -244,7 +273,6 @@ class WSTransport(AsyncIOEventEmitter):
         self.last_failure = cause
 
     async def _run_socket(self, uri: str) -> None:
-        loop = asyncio.get_running_loop()
         log.debug("connecting to %s", uri)
         try:
             websocket = await asyncio.wait_for(self._dial(uri), self.connect_timeout_ms / 1000)
@@ -263,11 +291,11 @@ class WSTransport(AsyncIOEventEmitter):
             self._on_socket_close(1006, "", recorded=True)
             return
         self._socket = websocket
-        self._opened_at = loop.time()
+        self._opened_at = self._clock()
         self.walk.on_open()
         self._discard_backoffs()
         self._arm_heartbeat()
-        writer = self._spawn(self._write_loop(websocket), "signaling writer")
+        writer = self._spawn(self._write_loop(websocket, self._outbox), "signaling writer")
         self.emit("open")
         try:
             async for frame in websocket:
@@ -297,13 +325,26 @@ class WSTransport(AsyncIOEventEmitter):
             compression=None,
         )
 
-    async def _write_loop(self, websocket: ClientConnection) -> None:
+    @staticmethod
+    async def _write_loop(websocket: ClientConnection, outbox: asyncio.Queue[str]) -> None:
+        """Write this socket's queued frames in order; each one is marked done once
+        written (or abandoned), which is what :meth:`flush` waits for."""
         while True:
-            text = await self._outbox.get()
+            text = await outbox.get()
             try:
                 await websocket.send(text)
             except ConnectionClosed:
                 return
+            finally:
+                outbox.task_done()
+
+    def _drop_outbox(self) -> None:
+        """The socket is gone: drop its unsent frames (a waiting :meth:`flush` returns)
+        and give the next socket an empty queue."""
+        outbox, self._outbox = self._outbox, asyncio.Queue()
+        while not outbox.empty():
+            outbox.get_nowait()
+            outbox.task_done()
 
     def _on_socket_close(self, code: int, reason: str, *, recorded: bool = False) -> None:
         """What the JS ``_onSocketClose`` does: report, pick the next URL, back off."""
@@ -321,13 +362,12 @@ class WSTransport(AsyncIOEventEmitter):
             log.info("signaling socket error %d: %s", code, message)
 
     def _after_socket_closed(self) -> None:
-        loop = asyncio.get_running_loop()
         self._cancel_heartbeat()
         self._socket = None
-        self._outbox = asyncio.Queue()
+        self._drop_outbox()
         if (
             self._opened_at is not None
-            and loop.time() - self._opened_at > CONNECT_SUCCESS_TIMEOUT_MS / 1000
+            and self._clock() - self._opened_at > CONNECT_SUCCESS_TIMEOUT_MS / 1000
         ):
             self._discard_backoffs()
         self._opened_at = None
@@ -344,6 +384,7 @@ class WSTransport(AsyncIOEventEmitter):
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
         if socket is not None:
+            self._drop_outbox()
             self._spawn(socket.close(), "signaling socket close")
 
     # -- heartbeat ---------------------------------------------------------------------
@@ -380,82 +421,67 @@ class WSTransport(AsyncIOEventEmitter):
             return
         assert isinstance(message, Message)  # heartbeats were answered before decoding
         value = retry_after_ms(message)
-        if value is not None:
+        if value:  # as in JS: a retryAfter of 0 (or a clamped negative one) is not stored
             self.retry_after_ms = value
         self.emit("message", message)
 
     # -- backoff -----------------------------------------------------------------------
+    def _now_ms(self) -> float:
+        return self._clock() * 1000
+
     def _discard_backoffs(self) -> None:
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
             self._backoff_timer = None
-        self._preferred_backoff = None
-        self._primary_backoff = None
-        self._preferred_start = None
+        self._backoffs = None
         self.retry_after_ms = None
 
-    def _ensure_backoffs(self) -> None:
-        if self._primary_backoff is not None and self._preferred_backoff is not None:
-            return
-        if self.retry_after_ms is not None and self.walk.preferred:
-            self._preferred_backoff = Backoff(
-                min_ms=int(self.retry_after_ms),
-                max_ms=MAX_RETRY_AFTER_DELAY_MS,
-                factor=2,
-                jitter=0.4,
-                use_initial_value=True,
+    def _ensure_backoffs(self) -> ReconnectBackoffs:
+        """The pair for this outage, built at its first close (JS ``_setupBackoffs``)."""
+        if self._backoffs is None:
+            self._backoffs = ReconnectBackoffs(
+                uri_count=len(self.walk.uris),
+                retry_after_ms=self.retry_after_ms,
+                has_preferred=bool(self.walk.preferred),
+                max_preferred_duration_ms=self.max_preferred_duration_ms,
+                primary_max_ms=self.backoff_max_ms,
                 rng=self._rng,
             )
-            self._preferred_total_ms = MAX_RETRY_AFTER_DURATION_MS
-        else:
-            self._preferred_backoff = Backoff(
-                min_ms=100, max_ms=MAX_PREFERRED_DELAY_MS, factor=2, jitter=0.4, rng=self._rng
-            )
-            self._preferred_total_ms = self.max_preferred_duration_ms
-        primary_min = 1000 + int(self._rng() * 4001) if len(self.walk.uris) > 1 else 100
-        primary_max = MAX_PRIMARY_DELAY_MS
-        if self.backoff_max_ms is not None and self.backoff_max_ms > 0:
-            primary_max = int(self.backoff_max_ms)
-            primary_min = min(primary_min, primary_max)
-        self._primary_backoff = Backoff(
-            min_ms=primary_min, max_ms=primary_max, factor=2, jitter=0.4, rng=self._rng
-        )
+        return self._backoffs
 
     def _backoff_step(self) -> None:
-        self._ensure_backoffs()
-        if self.walk.preferred:
-            self._schedule(preferred=True)
-        else:
-            self._schedule(preferred=False)
+        self._schedule(preferred=bool(self.walk.preferred))
 
     def _schedule(self, *, preferred: bool) -> None:
-        backoff = self._preferred_backoff if preferred else self._primary_backoff
-        assert backoff is not None
-        loop = asyncio.get_running_loop()
-        delay_ms = backoff.next_delay()
+        backoffs = self._ensure_backoffs()
+        if preferred:
+            delay_ms = backoffs.arm_preferred(self._now_ms())
+            attempt = backoffs.preferred.attempts
+        else:
+            delay_ms = backoffs.arm_primary(self._now_ms())
+            attempt = backoffs.primary.attempts
         self.reconnect_delays_ms.append(delay_ms)
-        if preferred and backoff.attempts == 0:
-            self._preferred_start = loop.time()
         if self._backoff_timer is not None:
             self._backoff_timer.cancel()
         log.debug(
             "reconnect %s attempt %d in %d ms",
             "preferred" if preferred else "primary",
-            backoff.attempts,
+            attempt,
             delay_ms,
         )
-        self._backoff_timer = loop.call_later(delay_ms / 1000, self._on_backoff_ready, preferred)
+        self._backoff_timer = asyncio.get_running_loop().call_later(
+            delay_ms / 1000, self._on_backoff_ready, preferred
+        )
 
     def _on_backoff_ready(self, preferred: bool) -> None:
         self._backoff_timer = None
-        backoff = self._preferred_backoff if preferred else self._primary_backoff
-        if backoff is not None:
-            backoff.fired()
+        backoffs = self._backoffs
+        assert backoffs is not None  # discarding the backoffs cancels their timer
+        (backoffs.preferred if preferred else backoffs.primary).fired()
         if self.walk.state is SocketState.CLOSED:
             return
         if preferred:
-            elapsed_ms = (asyncio.get_running_loop().time() - (self._preferred_start or 0)) * 1000
-            if elapsed_ms > self._preferred_total_ms or not self.walk.preferred:
+            if backoffs.preferred_expired(self._now_ms()) or not self.walk.preferred:
                 self.walk.preferred = None
                 self._schedule(preferred=False)
                 return
