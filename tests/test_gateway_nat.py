@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 from calltools import recent
-from fixtures_turn import SHARED_SECRET, Coturn
+from fixtures_turn import SHARED_SECRET, Coturn, require_or_skip
 from recorders import EventLog
 from twilio.rest import Client
 
@@ -59,14 +60,17 @@ def nat_address() -> Iterator[str]:
     rng = random.SystemRandom()
     outside = f"127.{rng.randint(64, 254)}.{rng.randint(1, 254)}.{rng.randint(1, 254)}"
     rule = ["OUTPUT", "-d", outside, "-p", "udp", "-j", "DNAT", "--to-destination", "127.0.0.1"]
-    try:
-        subprocess.run(["iptables", "-t", "nat", "-A", *rule], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.fail(f"cannot add the NAT rule (iptables, as root): {exc}")
+    iptables = shutil.which("iptables")
+    require_or_skip("iptables", iptables is not None, "apt-get install iptables")
+    assert iptables is not None
+    added = subprocess.run([iptables, "-w", "-t", "nat", "-A", *rule], capture_output=True)
+    require_or_skip(
+        "iptables (root with CAP_NET_ADMIN)", added.returncode == 0, added.stderr.decode().strip()
+    )
     try:
         yield outside
     finally:
-        subprocess.run(["iptables", "-t", "nat", "-D", *rule], check=False, capture_output=True)
+        subprocess.run([iptables, "-w", "-t", "nat", "-D", *rule], check=False, capture_output=True)
 
 
 @pytest.fixture
