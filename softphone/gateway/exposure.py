@@ -8,6 +8,7 @@ explicitly, that this is what they want.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 
@@ -25,10 +26,8 @@ def is_loopback(host: str) -> bool:
     """
     if host in ("", "0.0.0.0", "::"):
         return False
-    try:
+    with contextlib.suppress(ValueError):  # not an address literal: resolve the name
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
     try:
         infos = socket.getaddrinfo(host, None)
     except OSError:
