@@ -249,8 +249,8 @@ class Flooder(threading.Thread):
         self.join(10)
 
     def _drain(self, client: RawClient) -> None:
-        client.sock.settimeout(None)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # the socket may be closed already, or meanwhile
+            client.sock.settimeout(None)
             while client.sock.recv(1 << 16):
                 pass
 
