@@ -5,7 +5,9 @@ Media fixtures (loopback ICE host addresses) live in ``fixtures_media.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from softphone.core.device import Device
 from softphone.gateway.accounts import DEV_APPLICATION_SID, AccountStore
 from softphone.gateway.server import Gateway, GatewayConfig
+from softphone.gateway.tls import generate_self_signed
 from softphone.gateway.tokens import mint_token
 
 pytest_plugins = ["fixtures_media", "fixtures_turn", "pure_guard"]
@@ -62,3 +65,23 @@ async def make_device(
     yield factory
     for device in devices:
         await device.destroy()
+
+
+@pytest.fixture
+def loop_errors() -> Iterator[list[dict[str, Any]]]:
+    """Everything asyncio reports to the loop's exception handler during the test
+    ("Task exception was never retrieved", "Exception in callback" …)."""
+    loop = asyncio.get_event_loop()
+    recorded: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: recorded.append(context))
+    yield recorded
+    loop.set_exception_handler(previous)
+
+
+@pytest.fixture
+def cert_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1 and localhost."""
+    cert, key = tmp_path / "gateway.pem", tmp_path / "gateway.key"
+    generate_self_signed(cert, key)
+    return cert, key

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -73,16 +73,6 @@ class RogueServer:
     async def drop(self) -> None:
         """Close the current socket without a close frame (an abnormal 1006 for the client)."""
         self.sockets[-1].transport.abort()
-
-
-@pytest.fixture
-def loop_errors() -> Iterator[list[dict[str, Any]]]:
-    loop = asyncio.get_event_loop()
-    recorded: list[dict[str, Any]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: recorded.append(context))
-    yield recorded
-    loop.set_exception_handler(previous)
 
 
 @pytest.fixture

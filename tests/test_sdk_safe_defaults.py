@@ -12,7 +12,7 @@ import gc
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,31 +35,12 @@ one URL, ``signaling_connect_timeout_ms`` otherwise) is well inside it, while th
 before issue 9 hung here forever."""
 
 
-@pytest.fixture
-def loop_errors() -> Iterator[list[dict[str, Any]]]:
-    """Everything asyncio reports to the loop's exception handler during the test
-    ("Task exception was never retrieved", "Exception in callback" …)."""
-    loop = asyncio.get_event_loop()
-    recorded: list[dict[str, Any]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: recorded.append(context))
-    yield recorded
-    loop.set_exception_handler(previous)
-
-
 async def assert_no_loop_errors(recorded: list[dict[str, Any]]) -> None:
     """Collect dead tasks (asyncio reports unretrieved exceptions when they are freed)."""
     for _ in range(3):
         gc.collect()
         await asyncio.sleep(0.01)
     assert recorded == []
-
-
-@pytest.fixture
-def cert_files(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "gateway.pem", tmp_path / "gateway.key"
-    generate_self_signed(cert, key)
-    return cert, key
 
 
 @pytest.fixture

@@ -18,13 +18,6 @@ NOW = 1_700_000_000.0
 
 
 @pytest.fixture
-def cert_files(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "gateway.pem", tmp_path / "gateway.key"
-    generate_self_signed(cert, key)
-    return cert, key
-
-
-@pytest.fixture
 async def tls_server(cert_files: tuple[Path, Path]) -> AsyncIterator[int]:
     """An echo-once TLS server on 127.0.0.1; yields its port."""
 
