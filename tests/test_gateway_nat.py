@@ -55,22 +55,38 @@ def rtp_range(size: int) -> tuple[int, int]:
 
 
 @pytest.fixture
-def nat_address() -> Iterator[str]:
-    """A loopback address whose UDP traffic is DNAT-ed to 127.0.0.1 (a 1:1 NAT)."""
+def nat() -> Iterator[tuple[str, tuple[int, int]]]:
+    """A 1:1 NAT on loopback for a media port range: ``(outside address, (low, high))``.
+
+    UDP to the outside address is DNAT-ed to 127.0.0.1, and UDP leaving 127.0.0.1 from
+    the range is SNAT-ed to the outside address, so the gateway behind it is seen at
+    the outside address whichever side speaks first.
+    """
     rng = random.SystemRandom()
     outside = f"127.{rng.randint(64, 254)}.{rng.randint(1, 254)}.{rng.randint(1, 254)}"
-    rule = ["OUTPUT", "-d", outside, "-p", "udp", "-j", "DNAT", "--to-destination", "127.0.0.1"]
+    low, high = rtp_range(20)
+    rules = [
+        ["OUTPUT", "-d", outside, "-p", "udp", "-j", "DNAT", "--to-destination", "127.0.0.1"],
+        ["POSTROUTING", "-s", "127.0.0.1", "-p", "udp", "--sport", f"{low}:{high}",
+         "-j", "SNAT", "--to-source", outside],
+    ]  # fmt: skip
     iptables = shutil.which("iptables")
     require_or_skip("iptables", iptables is not None, "apt-get install iptables")
     assert iptables is not None
-    added = subprocess.run([iptables, "-w", "-t", "nat", "-A", *rule], capture_output=True)
-    require_or_skip(
-        "iptables (root with CAP_NET_ADMIN)", added.returncode == 0, added.stderr.decode().strip()
-    )
+    added: list[list[str]] = []
     try:
-        yield outside
+        for rule in rules:
+            result = subprocess.run([iptables, "-w", "-t", "nat", "-A", *rule], capture_output=True)
+            require_or_skip(
+                "iptables (root with CAP_NET_ADMIN)",
+                result.returncode == 0,
+                result.stderr.decode().strip(),
+            )
+            added.append(rule)
+        yield outside, (low, high)
     finally:
-        subprocess.run([iptables, "-w", "-t", "nat", "-D", *rule], check=False, capture_output=True)
+        for rule in added:
+            subprocess.run([iptables, "-w", "-t", "nat", "-D", *rule], capture_output=True)
 
 
 @pytest.fixture
@@ -120,9 +136,9 @@ async def test_gateway_advertises_its_outside_address_and_keeps_to_its_port_rang
     start_gateway: Callable[..., Any],
     make_token: Callable[..., str],
     loopback_media: None,
-    nat_address: str,
+    nat: tuple[str, tuple[int, int]],
 ) -> None:
-    low, high = rtp_range(20)
+    nat_address, (low, high) = nat
     gateway = await start_gateway(
         "--media-bind",
         "127.0.0.1",
