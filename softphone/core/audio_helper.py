@@ -21,7 +21,7 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from softphone.audio_backends.base import AudioSink, AudioSource, Pcm
 from softphone.audio_backends.devices import AUDIO_INPUT, MediaDeviceInfo
@@ -41,9 +41,52 @@ from softphone.plugins.markers import hookimpl
 from softphone.plugins.types import AudioProcessor, is_remote_source
 
 if TYPE_CHECKING:
-    from softphone.core.call import Call
-    from softphone.core.device import Device
+    from softphone.core.options import DeviceOptions
+    from softphone.core.remote_audio import RemoteAudio
+    from softphone.media.peer_connection import PeerConnection
     from softphone.plugins.manager import SoftphonePluginManager
+
+
+class HelperCall(Protocol):
+    """A call as ``device.audio`` sees it: its media, local input and remote audio."""
+
+    @property
+    def peer_connection(self) -> PeerConnection | None:
+        """The call's media adapter, once media setup started."""
+
+    def get_local_stream(self) -> AudioSource | None:
+        """The source feeding the call."""
+
+    def get_remote_stream(self) -> RemoteAudio | None:
+        """The call's remote-audio fan-out."""
+
+
+class HelperSounds(Protocol):
+    """The Device's sounds, for the samples of the outgoing sound (speaker tests)."""
+
+    def pcm(self, name: str) -> Pcm:
+        """The samples of sound ``name``."""
+
+
+class AudioHost(Protocol):
+    """What ``device.audio`` needs from its Device."""
+
+    @property
+    def plugins(self) -> SoftphonePluginManager:
+        """The Device's plugin manager (inputs, outputs, processors)."""
+
+    @property
+    def options(self) -> DeviceOptions:
+        """The Device options in force."""
+
+    @property
+    def active_call(self) -> HelperCall | None:
+        """The call in progress, if any."""
+
+    @property
+    def sounds(self) -> HelperSounds:
+        """The Device's sounds."""
+
 
 log = logging.getLogger("softphone.audio")
 
@@ -81,7 +124,7 @@ class AudioHelper(EventEmitter):
 
     device_poll_interval_s = DEVICE_POLL_INTERVAL_S
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: AudioHost) -> None:
         super().__init__()
         self._device = device
         self._flags = {"incoming": True, "outgoing": True, "disconnect": True}
@@ -629,7 +672,7 @@ class AudioHelper(EventEmitter):
 
         return _read_file(sound_url)
 
-    def call_output(self, call: Call) -> CallOutput:
+    def call_output(self, call: HelperCall) -> CallOutput:
         """A call's remote-audio destination, created when the call opens (JS ``'audio'``).
 
         Remote processors, then the speaker devices and the sinks that plugins

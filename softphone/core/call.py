@@ -1,9 +1,12 @@
-"""``Call``: one call's signaling state machine and media, as in the JS SDK.
+"""``Call``: one call's media, tasks and events around its pure lifecycle machine.
 
-Status: pending → connecting → ringing → open → (reconnecting ↔ open) → closed,
-with the transitions of media-behaviour.md §6. A Call listens to the Device's
-signaling stream itself and reacts only to frames for its own CallSid (or its
-temporary ``TJS…`` id before the gateway assigned a CallSid).
+Status: pending → connecting → ringing → open → (reconnecting ↔ open) → closed. Every
+rule about which event moves the call where lives in
+:mod:`softphone.core.call_machine`; this module feeds it (app calls, signaling
+frames, media results, inbound-packet readings) and carries out the actions it
+returns. A Call listens to the Device's signaling stream itself; the machine keeps
+only frames for its own CallSid (or its temporary ``TJS…`` id before the gateway
+assigned a CallSid).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import asyncio
 import enum
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from softphone.audio_backends.base import AudioSink, AudioSource
+from softphone.core import call_machine as cm
+from softphone.core.call_host import CallHost
+from softphone.core.call_machine import CallDirection, CallMachine, CallState
 from softphone.core.errors import (
     GeneralErrors,
     InvalidArgumentError,
@@ -28,10 +35,9 @@ from softphone.core.errors import (
     call_error_from_message_error,
 )
 from softphone.core.events import EventEmitter
-from softphone.core.media_health import GIVE_UP_AFTER_S, LOST_AFTER_S, HealthEvent, MediaHealth
+from softphone.core.media_health import GIVE_UP_AFTER_S, LOST_AFTER_S
 from softphone.core.remote_audio import RemoteAudio
 from softphone.media.peer_connection import PeerConnection
-from softphone.signaling import codes
 from softphone.signaling.connect_token import encode_connect_token
 from softphone.signaling.messages import (
     Ack,
@@ -51,9 +57,6 @@ from softphone.signaling.params import (
 )
 from softphone.signaling.pstream import PStream, StreamStatus
 
-if TYPE_CHECKING:
-    from softphone.core.device import Device
-
 log = logging.getLogger("softphone.call")
 
 DTMF_PAUSE_MS = 500
@@ -65,7 +68,7 @@ MEDIA_LOST_AFTER_S = LOST_AFTER_S
 MEDIA_GIVE_UP_S = GIVE_UP_AFTER_S
 RESTART_RETRY_S = 1.0
 RESTART_RETRY_MAX_S = 4.0
-MEDIA_FAILED_MESSAGE = "Call disconnected: the media connection was interrupted and did not recover"
+MEDIA_FAILED_MESSAGE = cm.MEDIA_FAILED_MESSAGE
 VALID_DIGITS = re.compile(r"^[0-9*#w]*$")
 DTMF_PARTS = re.compile(r"w|[^w]+")
 """A digit string's parts in order: runs of tones, and each ``w`` on its own."""
@@ -78,25 +81,6 @@ FEEDBACK_ISSUES = (
     "echo",
 )
 FEEDBACK_SCORES = (1, 2, 3, 4, 5)
-
-
-class CallState(enum.StrEnum):
-    """``Call.State`` of the JS SDK."""
-
-    PENDING = "pending"
-    CONNECTING = "connecting"
-    RINGING = "ringing"
-    OPEN = "open"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-class CallDirection(enum.StrEnum):
-    """``Call.CallDirection`` of the JS SDK."""
-
-    INCOMING = "INCOMING"
-    OUTGOING = "OUTGOING"
-
 
 CallDirectionType = CallDirection
 
@@ -117,7 +101,7 @@ class Call(EventEmitter):
 
     def __init__(
         self,
-        device: Device,
+        device: CallHost,
         stream: PStream,
         *,
         direction: CallDirectionType,
@@ -126,33 +110,35 @@ class Call(EventEmitter):
         offer_sdp: str | None = None,
         reconnect_token: str | None = None,
         is_connect_token_call: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self._device = device
+        self._clock = clock
         self._stream: PStream | None = None
-        self._status = CallState.PENDING
         self.direction = direction
         self.parameters: dict[str, Any] = dict(parameters or {})
         self.custom_parameters: dict[str, str] = dict(custom_parameters or {})
         self.outbound_connection_id = temp_call_sid()
-        self.reconnect_token = reconnect_token
-        self.is_connect_token_call = is_connect_token_call
+        callsid = self.parameters.get("CallSid")
+        self._machine = CallMachine(
+            direction,
+            self.outbound_connection_id,
+            now=clock(),
+            callsid=callsid if isinstance(callsid, str) else None,
+            reconnect_token=reconnect_token,
+            is_connect_token_call=is_connect_token_call,
+            lost_after_s=MEDIA_LOST_AFTER_S,
+            give_up_after_s=MEDIA_GIVE_UP_S,
+        )
         self.codec = ""
         self._offer_sdp = offer_sdp
+        self._media_args: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None)
         self._pc: PeerConnection | None = None
         self._source: AudioSource | None = None
         self._remote = RemoteAudio()
         self._speaker: AudioSink | None = None
-        self._is_answered = False
-        self._was_connected = False
-        self._media_open = False
-        self._remote_sdp_applied = False
         self._muted = False
-        self._cancelled_or_rejected = False
-        self._signaling_reconnecting = False
-        self._media_reconnecting = False
-        self._restart_offer_pending = False
-        self._health = MediaHealth(lost_after_s=MEDIA_LOST_AFTER_S, give_up_after_s=MEDIA_GIVE_UP_S)
         self._restart_task: asyncio.Task[None] | None = None
         self.ice_restarts = 0
         """How many ICE restarts this call attempted (diagnostics)."""
@@ -164,7 +150,7 @@ class Call(EventEmitter):
 
     # -- construction helpers ----------------------------------------------------------
     @classmethod
-    def incoming(cls, device: Device, stream: PStream, invite: Invite) -> Call:
+    def incoming(cls, device: CallHost, stream: PStream, invite: Invite) -> Call:
         """The pending Call for a server ``invite``."""
         parameters = dict(invite.parameters or {})
         parameters.setdefault("CallSid", invite.callsid)
@@ -183,7 +169,7 @@ class Call(EventEmitter):
     @classmethod
     def outgoing(
         cls,
-        device: Device,
+        device: CallHost,
         stream: PStream,
         params: Mapping[str, Any],
         *,
@@ -234,7 +220,22 @@ class Call(EventEmitter):
     # -- properties --------------------------------------------------------------------
     def status(self) -> CallState:
         """The current ``Call.State``."""
-        return self._status
+        return self._machine.state
+
+    @property
+    def machine(self) -> CallMachine:
+        """The pure lifecycle machine (its state, flags and timeline), read-only use."""
+        return self._machine
+
+    @property
+    def reconnect_token(self) -> str | None:
+        """The signaling reconnect token the gateway gave this call, if any."""
+        return self._machine.reconnect_token
+
+    @property
+    def is_connect_token_call(self) -> bool:
+        """True for a call taken over with ``connect(connect_token=...)``."""
+        return self._machine.is_connect_token_call
 
     @property
     def call_sid(self) -> str | None:
@@ -285,38 +286,20 @@ class Call(EventEmitter):
         A no-op unless the call is ``pending``. Media setup runs in the background;
         ``accept`` is emitted when the call is open.
         """
-        if self._status is not CallState.PENDING:
-            return
-        self._status = CallState.CONNECTING
-        if self.direction is CallDirection.INCOMING:
-            self._is_answered = True
-        self._spawn(self._start_media(rtc_configuration, rtc_constraints))
+        self._media_args = (rtc_configuration, rtc_constraints)
+        self._process(cm.Accept())
 
     def reject(self) -> None:
         """Refuse a pending incoming call (``reject`` to the gateway, event ``reject``)."""
-        if self._status is not CallState.PENDING:
-            return
-        callsid = self.call_sid
-        if self._stream is not None and callsid:
-            self._stream.reject(callsid)
-        self._cancelled_or_rejected = True
-        self._status = CallState.CLOSED
-        self._close_media()
-        self.emit("reject")
-        self._detach_stream()
+        self._process(cm.Reject())
 
     def ignore(self) -> None:
         """Stop ringing locally; nothing is sent and other devices keep ringing."""
-        if self._status is not CallState.PENDING:
-            return
-        self._status = CallState.CLOSED
-        self._device.sounds.stop_ringing_for(self)
+        self._process(cm.Ignore())
 
     def disconnect(self) -> None:
         """Hang up. A no-op while ``pending`` or ``closed``."""
-        if self._status in (CallState.PENDING, CallState.CLOSED):
-            return
-        self._hangup_and_close(message=None)
+        self._process(cm.Disconnect())
 
     def mute(self, should_mute: bool = True) -> None:
         """Send silence instead of the input (RTP keeps flowing); event ``mute`` on change."""
@@ -359,7 +342,7 @@ class Call(EventEmitter):
         """
         async with self._dtmf_lock:
             for part in DTMF_PARTS.findall(digits):
-                if self._status is CallState.CLOSED or self._pc is not pc:
+                if self.status() is CallState.CLOSED or self._pc is not pc:
                     return
                 if part == "w":
                     await asyncio.sleep(DTMF_PAUSE_MS / 1000)
@@ -430,6 +413,74 @@ class Call(EventEmitter):
         self.feedback.append(entry)
         log.info("call feedback %s", entry)
 
+    # -- the machine -------------------------------------------------------------------
+    def _process(self, event: cm.CallEvent) -> None:
+        """Feed ``event`` to the machine and carry out its actions in order."""
+        for action in self._machine.process(event, self._clock()):
+            self._execute(action)
+
+    def _execute(self, action: cm.CallAction) -> None:
+        """Carry out one action of the machine: the only place a Call does I/O."""
+        stream = self._stream
+        stream_up = stream is not None and stream.status is not StreamStatus.DISCONNECTED
+        match action:
+            case cm.Emit(name, args):
+                self.emit(name, *cm.replace_call(args, self))
+            case cm.StartMedia():
+                self._spawn(self._start_media(*self._media_args))
+            case cm.SendInvite(sdp, temp_sid):
+                if stream is not None:
+                    stream.invite(sdp, temp_sid, encode_params(self.custom_parameters))
+            case cm.SendReconnect(sdp, callsid, token):
+                if stream is not None:
+                    stream.reconnect(sdp, callsid, token)
+            case cm.SendAnswer(sdp, callsid):
+                if stream is not None:
+                    stream.answer(sdp, callsid)
+            case cm.SendReject(callsid):
+                if stream is not None:
+                    stream.reject(callsid)
+            case cm.SendHangup(callsid, message):
+                if stream is not None and stream_up:
+                    stream.hangup(callsid, message)
+            case cm.ApplyRemoteAnswer(sdp):
+                self._spawn(self._apply_remote_answer(sdp))
+            case cm.ApplyRestartAnswer(sdp):
+                self._spawn(self._apply_restart_answer(sdp))
+            case cm.MediaOpened():
+                if self._pc is not None:
+                    self._pc.muted = self._muted
+                    self.codec = self._pc.codec or ""
+            case cm.CallConnected():
+                self._on_connected()
+            case cm.EmitAudio():
+                if self._pc is not None:
+                    self.emit("audio", self._remote)
+            case cm.CloseMedia():
+                self._close_media()
+            case cm.StopRinging():
+                self._device.sounds.stop_ringing_for(self)
+            case cm.PlaySound(name):
+                self._device.sounds.play(name)
+            case cm.DetachStream():
+                self._detach_stream()
+            case cm.StartIceRestart():
+                self._restart_task = asyncio.ensure_future(self._restart_loop())
+                self._restart_task.add_done_callback(self._task_done)
+            case cm.StopIceRestart():
+                if self._restart_task is not None:
+                    self._restart_task.cancel()
+                    self._restart_task = None
+            case cm.LearnCallSid(callsid):
+                self.parameters["CallSid"] = callsid
+
+    def _on_connected(self) -> None:
+        """First open: route remote audio to the speaker, watch the media, say ``audio``."""
+        self._speaker = self._device.call_output(self)
+        if self._speaker is not None:
+            self._remote.add_sink(self._speaker)
+        self._spawn(self._watch_media())
+
     # -- media -------------------------------------------------------------------------
     async def _start_media(
         self,
@@ -438,18 +489,18 @@ class Call(EventEmitter):
     ) -> None:
         stream = self._stream
         if stream is None or stream.status is StreamStatus.DISCONNECTED:
-            self.emit("error", SignalingErrors.ConnectionDisconnected())
-            self._close(emit_disconnect=True)
+            self._process(cm.SetupFailed(SignalingErrors.ConnectionDisconnected()))
             return
         try:
             source = await self._device.audio_input(rtc_constraints)
-        except TwilioError as error:
-            self._fail_user_media(error)
+        except TwilioError as exc:
+            self._process(cm.SetupFailed(exc, hangup=True, error_first=False))
             return
         except Exception as exc:  # a get_user_media hook failing in its own way
-            self._fail_user_media(UserMediaErrors.AcquisitionFailedError(str(exc), exc))
+            failure = UserMediaErrors.AcquisitionFailedError(str(exc), exc)
+            self._process(cm.SetupFailed(failure, hangup=True, error_first=False))
             return
-        if self._status is CallState.CLOSED:
+        if self.status() is CallState.CLOSED:
             source.close()
             return
         self._source = source
@@ -460,11 +511,14 @@ class Call(EventEmitter):
             pc = self._device.create_peer_connection(config)
         except Exception as exc:  # e.g. ValueError: an invalid rtcConfiguration
             log.warning("creating the peer connection failed: %s", exc)
-            self.emit("error", MediaErrors.ClientLocalDescFailed(str(exc), exc))
-            if self.direction is CallDirection.INCOMING:
-                self._hangup_and_close(message="Failed to answer: " + str(exc))
-            else:
-                self._close(emit_disconnect=True)
+            incoming = self.direction is CallDirection.INCOMING
+            self._process(
+                cm.SetupFailed(
+                    MediaErrors.ClientLocalDescFailed(str(exc), exc),
+                    hangup=incoming,
+                    message="Failed to answer: " + str(exc) if incoming else None,
+                )
+            )
             return
         self._pc = pc
         pc.muted = self._muted
@@ -500,18 +554,12 @@ class Call(EventEmitter):
             sdp = await pc.create_offer(source)
         except Exception as exc:
             log.warning("creating the offer failed: %s", exc)
-            self.emit("error", MediaErrors.ClientLocalDescFailed(str(exc), exc))
-            self._close(emit_disconnect=True)
+            self._process(cm.SetupFailed(MediaErrors.ClientLocalDescFailed(str(exc), exc)))
             return
-        if self._status is CallState.CLOSED or self._stream is None:
+        if self.status() is CallState.CLOSED:
             await pc.close()
             return
-        if self.reconnect_token and self.call_sid:
-            self._stream.reconnect(sdp, self.call_sid, self.reconnect_token)
-        else:
-            self._stream.invite(
-                sdp, self.outbound_connection_id, encode_params(self.custom_parameters)
-            )
+        self._process(cm.LocalOffer(sdp))
 
     async def _answer_incoming(self, pc: PeerConnection, source: AudioSource) -> None:
         assert self._offer_sdp is not None
@@ -519,63 +567,32 @@ class Call(EventEmitter):
             sdp = await pc.create_answer(self._offer_sdp, source)
         except Exception as exc:
             log.warning("answering the offer failed: %s", exc)
-            self.emit("error", MediaErrors.ClientRemoteDescFailed(str(exc), exc))
-            self._hangup_and_close(message="Failed to answer: " + str(exc))
+            error = MediaErrors.ClientRemoteDescFailed(str(exc), exc)
+            message = "Failed to answer: " + str(exc)
+            self._process(cm.SetupFailed(error, hangup=True, message=message))
             return
-        if self._status is CallState.CLOSED:
+        if self.status() is CallState.CLOSED:
             await pc.close()
             return
-        callsid = self.call_sid
-        if self._stream is not None and callsid:
-            self._stream.answer(sdp, callsid)
-        self._remote_sdp_applied = True
-        self._on_media_open()
+        self._process(cm.LocalAnswer(sdp))
 
     async def _apply_remote_answer(self, sdp: str) -> None:
-        if self._remote_sdp_applied or self._pc is None:
+        pc = self._pc
+        if pc is None:
             return
-        self._remote_sdp_applied = True
         try:
-            await self._pc.apply_answer(sdp)
+            await pc.apply_answer(sdp)
         except Exception as exc:
             log.warning("applying the answer failed: %s", exc)
-            self.emit("error", MediaErrors.ClientRemoteDescFailed(str(exc), exc))
-            self._hangup_and_close(message="Failed to apply answer: " + str(exc))
+            error = MediaErrors.ClientRemoteDescFailed(str(exc), exc)
+            message = "Failed to apply answer: " + str(exc)
+            self._process(cm.SetupFailed(error, hangup=True, message=message))
             return
-        self._on_media_open()
-
-    def _on_media_open(self) -> None:
-        if self._status in (CallState.PENDING, CallState.CLOSED):
-            self._close_media()
-            return
-        self._media_open = True
-        if self._pc is not None:
-            self._pc.muted = self._muted
-            self.codec = self._pc.codec or ""
-        self._maybe_open()
-
-    def _maybe_open(self) -> None:
-        if (
-            self._is_answered
-            and self._media_open
-            and self._status in (CallState.CONNECTING, CallState.RINGING)
-        ):
-            self._status = CallState.OPEN
-            if not self._was_connected:
-                self._was_connected = True
-                audio = self._device.audio
-                self._speaker = audio.call_output(self) if audio is not None else None
-                if self._speaker is not None:
-                    self._remote.add_sink(self._speaker)
-                self._spawn(self._watch_media())
-                self.emit("accept", self)
-                if self._pc is not None:
-                    self.emit("audio", self._remote)
+        self._process(cm.RemoteAnswerApplied())
 
     # -- media reconnection (ICE restart) -----------------------------------------------
     async def _watch_media(self) -> None:
-        """Feed inbound RTP progress to :class:`MediaHealth` and act on what it says."""
-        loop = asyncio.get_running_loop()
+        """Feed inbound packet counts to the machine, which decides lost / back / give up."""
         while not self._media_gone():
             assert self._pc is not None
             try:
@@ -585,35 +602,20 @@ class Call(EventEmitter):
                     return  # closed under us
                 log.warning("media stats failed: %r", exc)
                 stats = {}
-            event = self._health.update(loop.time(), _inbound_packets(stats))
-            if event is HealthEvent.LOST:
-                self._on_media_lost()
-            elif event is HealthEvent.RECOVERED:
-                self._on_media_recovered()
-            elif event is HealthEvent.GIVE_UP:
-                self._on_media_fatal()
+            if self._media_gone():
                 return
+            self._process(cm.InboundPackets(_inbound_packets(stats)))
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
     def _media_gone(self) -> bool:
         """True once the call closed or its media was torn down."""
-        return self._pc is None or self._status is CallState.CLOSED
-
-    def _on_media_lost(self) -> None:
-        if self._status is CallState.CLOSED or self._media_reconnecting:
-            return
-        log.info("call %s: no inbound media; restarting ICE", self.call_sid)
-        self._media_reconnecting = True
-        self._status = CallState.RECONNECTING
-        self.emit("warning", "ice-connectivity-lost", {})
-        self.emit("reconnecting", MediaErrors.ConnectionError("Media connection failed."))
-        self._restart_task = asyncio.ensure_future(self._restart_loop())
-        self._restart_task.add_done_callback(self._task_done)
+        return self._pc is None or self.status() is CallState.CLOSED
 
     async def _restart_loop(self) -> None:
         """ICE restarts until media flows again (or the 30 s give-up ends the call)."""
+        log.info("call %s: no inbound media; restarting ICE", self.call_sid)
         attempt = 0
-        while self._media_reconnecting and self._status is not CallState.CLOSED:
+        while self._machine.media_reconnecting and self.status() is not CallState.CLOSED:
             pc, stream, callsid = self._pc, self._stream, self.call_sid
             if pc is None or callsid is None:
                 return
@@ -623,8 +625,10 @@ class Call(EventEmitter):
                 except Exception as exc:
                     log.warning("ICE restart offer failed: %s", exc)
                 else:
+                    if self.status() is CallState.CLOSED:
+                        return
                     self.ice_restarts += 1
-                    self._restart_offer_pending = True
+                    self._process(cm.RestartOfferSent())
                     stream.reinvite(offer, callsid)
             attempt += 1
             await asyncio.sleep(min(RESTART_RETRY_S * attempt, RESTART_RETRY_MAX_S))
@@ -638,119 +642,27 @@ class Call(EventEmitter):
         except Exception as exc:  # the next loop iteration tries again
             log.info("ICE restart did not connect: %s", exc)
 
-    def _on_media_recovered(self) -> None:
-        if not self._media_reconnecting:
-            return
-        log.info("call %s: media is back", self.call_sid)
-        self._media_reconnecting = False
-        self._restart_offer_pending = False
-        if self._restart_task is not None:
-            self._restart_task.cancel()
-            self._restart_task = None
-        self.emit("warning-cleared", "ice-connectivity-lost")
-        self._maybe_reconnected()
-
-    def _on_media_fatal(self) -> None:
-        """30 s without media: hang up with a reason, then ``error`` 53405 (legacy 31003)."""
-        if self._status is CallState.CLOSED:
-            return
-        self._media_reconnecting = False
-        if self._restart_task is not None:
-            self._restart_task.cancel()
-        self._hangup_and_close(message=MEDIA_FAILED_MESSAGE)
-        self.emit(
-            "error",
-            MediaErrors.ConnectionError(
-                MEDIA_FAILED_MESSAGE, {"code": codes.CONNECTION_TIMEOUT, "message": "ICE failed"}
-            ),
-        )
-
-    def _fail_user_media(self, error: TwilioError) -> None:
-        self._hangup_and_close(message=None)
-        self.emit("error", error)
-
     # -- signaling handlers ------------------------------------------------------------
     def _is_mine(self, callsid: str | None) -> bool:
-        return callsid is not None and callsid in (self.call_sid, self.outbound_connection_id)
+        return self._machine.is_mine(callsid)
 
     def _on_ringing(self, message: Ringing) -> None:
-        if self.direction is not CallDirection.OUTGOING or self._status not in (
-            CallState.CONNECTING,
-            CallState.RINGING,
-        ):
-            return
-        if message.callsid:
-            self.parameters["CallSid"] = message.callsid
-        self._status = CallState.RINGING
-        self.emit("ringing", bool(message.sdp))
-        if message.sdp:
-            self._spawn(self._apply_remote_answer(message.sdp))
+        self._process(cm.RingingFrame(message.callsid, message.sdp))
 
     def _on_answer(self, message: Answer) -> None:
-        if message.callsid and self.call_sid and message.callsid != self.call_sid:
-            return
-        incoming = self.direction is CallDirection.INCOMING and not self.is_connect_token_call
-        if incoming and not self._is_mine(message.callsid):
-            return
-        if self._status in (CallState.CLOSED, CallState.PENDING):
-            return
-        if message.reconnect:
-            self.reconnect_token = message.reconnect
-        if message.callsid and not incoming:
-            self.parameters["CallSid"] = message.callsid
-        if self._restart_offer_pending and message.sdp:
-            self._restart_offer_pending = False
-            self._spawn(self._apply_restart_answer(message.sdp))
-        if self._signaling_reconnecting:
-            self._signaling_reconnecting = False
-            self._maybe_reconnected()
-            return
-        if incoming or self._is_answered:
-            return
-        self._is_answered = True
-        if message.sdp:
-            self._spawn(self._apply_remote_answer(message.sdp))
-        else:
-            self._maybe_open()
-
-    def _maybe_reconnected(self) -> None:
-        """Back to ``open`` once neither signaling nor media is reconnecting."""
-        if (
-            self._status is CallState.RECONNECTING
-            and not self._signaling_reconnecting
-            and not self._media_reconnecting
-        ):
-            self._status = CallState.OPEN
-            self.emit("reconnected")
+        self._process(cm.AnswerFrame(message.callsid, message.sdp, message.reconnect))
 
     def _on_hangup(self, message: Hangup) -> None:
-        if message.callsid is not None and not self._is_mine(message.callsid):
-            return
-        if self._status in (CallState.PENDING, CallState.CLOSED):
-            return
+        error = None
         if message.error is not None:
             error = call_error_from_hangup(
                 dict(message.error),
                 self._device.options.enable_improved_signaling_error_precision,
             )
-            self.emit("error", error)
-        self._close(emit_disconnect=True)
+        self._process(cm.HangupFrame(message.callsid, error))
 
     def _on_cancel(self, message: Cancel) -> None:
-        if message.callsid != self.call_sid:
-            return
-        if self._status is not CallState.PENDING and not (
-            self._status is CallState.CLOSED and not self._was_connected and self._pc is None
-        ):
-            return
-        already_closed = self._status is CallState.CLOSED
-        self._cancelled_or_rejected = True
-        self._status = CallState.CLOSED
-        self._close_media()
-        self.emit("cancel")
-        if not already_closed:
-            self._device.sounds.stop_ringing_for(self)
-        self._detach_stream()
+        self._process(cm.CancelFrame(message.callsid))
 
     def _on_ack(self, message: Ack) -> None:
         if message.acktype != "message" or not self._is_mine(message.callsid):
@@ -784,52 +696,14 @@ class Call(EventEmitter):
         self.emit("error", call_error_from_message_error(dict(raw)))
 
     def _on_transport_close(self) -> None:
-        self.emit("transportClose")
-        if self._status is CallState.CLOSED:
-            return
-        if self.reconnect_token is None:
-            if self._status is not CallState.PENDING:
-                self._status = CallState.CLOSED
-            return
-        if self._status is not CallState.PENDING:
-            self._status = CallState.RECONNECTING
-            self._signaling_reconnecting = True
-            self.emit("reconnecting", SignalingErrors.ConnectionDisconnected())
+        self._process(cm.TransportClosed())
 
     def on_signaling_connected(self) -> None:
         """After a (re)``connected``: re-invite with our reconnect token if we have media."""
-        stream = self._stream
-        if (
-            stream is None
-            or self._status is CallState.CLOSED
-            or not self.reconnect_token
-            or not self.call_sid
-            or self._pc is None
-            or not self._media_open
-        ):
-            return
-        sdp = self._pc.local_sdp
-        if sdp:
-            stream.reconnect(sdp, self.call_sid, self.reconnect_token)
+        pc = self._pc
+        self._process(cm.SignalingConnected(pc.local_sdp if pc is not None else None))
 
     # -- teardown ----------------------------------------------------------------------
-    def _hangup_and_close(self, message: str | None) -> None:
-        stream = self._stream
-        if stream is not None and stream.status is not StreamStatus.DISCONNECTED:
-            stream.hangup(self.call_sid or self.outbound_connection_id, message)
-        self._close(emit_disconnect=True)
-
-    def _close(self, *, emit_disconnect: bool) -> None:
-        if self._status is CallState.CLOSED and not emit_disconnect:
-            return
-        was_closed = self._status is CallState.CLOSED
-        self._status = CallState.CLOSED
-        self._close_media()
-        if emit_disconnect and not was_closed and not self._cancelled_or_rejected:
-            self._device.sounds.play("disconnect")
-            self.emit("disconnect", self)
-        self._detach_stream()
-
     def _close_media(self) -> None:
         if self._restart_task is not None:
             self._restart_task.cancel()
@@ -837,7 +711,7 @@ class Call(EventEmitter):
         pc, self._pc = self._pc, None
         source, self._source = self._source, None
         if pc is not None:
-            self._spawn(pc.close(), keep=True)
+            self._spawn(pc.close())
         if source is not None and source is not self._device.options.file_input_stream:
             source.close()  # ours (from a path or get_user_media); the app's own stays open
         if self._speaker is not None:
@@ -845,7 +719,7 @@ class Call(EventEmitter):
             self._speaker = None
         self._remote.close()
 
-    def _spawn(self, coro: Any, keep: bool = False) -> None:
+    def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -856,9 +730,7 @@ class Call(EventEmitter):
             log.error("call task failed (31000 UnknownError)", exc_info=task.exception())
 
     def __repr__(self) -> str:
-        return (
-            f"<Call {self.direction} {self.call_sid or self.outbound_connection_id} {self._status}>"
-        )
+        return f"<Call {self.direction} {self._machine.call_id} {self.status()}>"
 
 
 def _inbound_packets(stats: Mapping[str, Any]) -> int:

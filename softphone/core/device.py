@@ -25,8 +25,8 @@ from typing import Any, cast
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from softphone.audio_backends.base import AudioSource
-from softphone.core.audio_helper import AudioHelper
+from softphone.audio_backends.base import AudioSink, AudioSource
+from softphone.core.audio_helper import AudioHelper, HelperCall
 from softphone.core.call import Call, CallDirection, CallState
 from softphone.core.errors import (
     ClientErrors,
@@ -130,7 +130,7 @@ class Device(EventEmitter):
         self.plugins = SoftphonePluginManager(lambda: self._options)
         """This Device's plugins: backends, overrides, entry points (``register()`` more)."""
         self.audio: AudioHelper | None = AudioHelper(self)
-        self.sounds = SoundBoard(self)
+        self.sounds = SoundBoard(lambda: self.audio, lambda: self._calls)
         if isinstance(options, DeviceOptions):
             self._options = options
             options = None
@@ -781,6 +781,10 @@ class Device(EventEmitter):
         The result has ``PeerConnection``'s API (``PeerConnectionLike``).
         """
         return cast(PeerConnection, self.plugins.create_peer_connection(configuration))
+
+    def call_output(self, call: HelperCall) -> AudioSink | None:
+        """Where ``call``'s remote audio goes once it opens (JS: the speaker devices)."""
+        return self.audio.call_output(call) if self.audio is not None else None
 
 
 def parse_connect_token(token: str) -> ConnectToken:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -21,18 +21,45 @@ from softphone.audio_backends.devices import AUDIO_OUTPUT, MediaDeviceInfo
 from softphone.core.errors import InvalidArgumentError, InvalidStateError, NotSupportedError
 
 if TYPE_CHECKING:
-    from softphone.core.audio_helper import AudioHelper
+    from softphone.core.audio_streams import OutputRoute
 
-__all__ = ["DEFAULT_OUTPUT", "OutputDeviceCollection"]
+__all__ = ["DEFAULT_OUTPUT", "OutputDeviceCollection", "OutputHost"]
 
 DEFAULT_OUTPUT = MediaDeviceInfo("default", AUDIO_OUTPUT, "Default", "default")
+
+
+class OutputHost(Protocol):
+    """What a collection needs from ``device.audio``: devices, sinks, routes, sounds."""
+
+    @property
+    def is_output_selection_supported(self) -> bool:
+        """Whether output devices can be chosen at all."""
+
+    @property
+    def available_output_devices(self) -> dict[str, MediaDeviceInfo]:
+        """The output devices known now, by id."""
+
+    async def refresh_devices(self) -> dict[str, MediaDeviceInfo]:
+        """Enumerate again; the output devices by id."""
+
+    async def open_output(self, device_id: str) -> AudioSink:
+        """Open (or share) the sink of ``device_id``."""
+
+    def release_output(self, device_id: str, sink: AudioSink) -> None:
+        """Give back a sink from :meth:`open_output`."""
+
+    def route(self, collection: OutputDeviceCollection) -> OutputRoute:
+        """A route that follows ``collection``'s devices."""
+
+    def sound_pcm(self, sound_url: str | None) -> Pcm:
+        """Samples of a sound file, or of the outgoing sound when None."""
 
 
 class OutputDeviceCollection:
     """The active devices of one output role; sinks are opened and closed as it changes."""
 
     def __init__(
-        self, name: str, helper: AudioHelper, default_sink: Callable[[], AudioSink | None]
+        self, name: str, helper: OutputHost, default_sink: Callable[[], AudioSink | None]
     ) -> None:
         self.name = name
         self._helper = helper

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -21,8 +21,6 @@ from softphone.audio_backends.base import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 
 if TYPE_CHECKING:
     from softphone.core.audio_streams import OutputRoute
-    from softphone.core.call import Call
-    from softphone.core.device import Device
 
 log = logging.getLogger("softphone.sounds")
 
@@ -80,11 +78,46 @@ def default_sound(name: str) -> Pcm:
     raise KeyError(name)
 
 
-class SoundBoard:
-    """Plays the Device's sounds; one playback task per sound name at a time."""
+class SoundOutputs(Protocol):
+    """What the sounds need from ``device.audio``: the sound flags and the two routes."""
 
-    def __init__(self, device: Device) -> None:
-        self._device = device
+    def incoming(self) -> bool:
+        """Whether the ringtone plays."""
+
+    def outgoing(self) -> bool:
+        """Whether the outgoing sound plays."""
+
+    def disconnect(self) -> bool:
+        """Whether the disconnect sound plays."""
+
+    def ringtone_sink(self) -> OutputRoute:
+        """A fresh route to the ringtone devices."""
+
+    def speaker_sink(self) -> OutputRoute:
+        """A fresh route to the speaker devices."""
+
+
+class RingingCall(Protocol):
+    """A call as the ringtone sees it: only whether it is still pending."""
+
+    def status(self) -> str:
+        """The call's ``Call.State``."""
+
+
+class SoundBoard:
+    """Plays the Device's sounds; one playback task per sound name at a time.
+
+    ``audio`` returns ``device.audio`` (None once destroyed); ``pending_calls``
+    returns the calls that may still be ringing.
+    """
+
+    def __init__(
+        self,
+        audio: Callable[[], SoundOutputs | None],
+        pending_calls: Callable[[], Iterable[RingingCall]],
+    ) -> None:
+        self._audio = audio
+        self._pending_calls = pending_calls
         self._custom: dict[str, str] = {}
         self._cache: dict[str, Pcm] = {}
         self._playing: dict[str, asyncio.Task[None]] = {}
@@ -105,7 +138,7 @@ class SoundBoard:
         return self._cache[name]
 
     def _enabled(self, name: str) -> bool:
-        audio = self._device.audio
+        audio = self._audio()
         if audio is None:
             return False
         flags = {
@@ -117,14 +150,14 @@ class SoundBoard:
 
     def _open_route(self, name: str) -> OutputRoute | None:
         """A fresh output route for one playback of ``name`` (None without audio)."""
-        audio = self._device.audio
+        audio = self._audio()
         if audio is None:
             return None
         return audio.ringtone_sink() if name == "incoming" else audio.speaker_sink()
 
     def play(self, name: str) -> None:
         """Start sound ``name`` if enabled (restarting it if it was already playing)."""
-        if not self._enabled(name) or self._device.audio is None:
+        if not self._enabled(name) or self._audio() is None:
             return
         self.stop(name)
         try:
@@ -157,9 +190,9 @@ class SoundBoard:
         """Stop the ringtone."""
         self.stop("incoming")
 
-    def stop_ringing_for(self, call: Call) -> None:
+    def stop_ringing_for(self, call: object) -> None:
         """A pending call stopped ringing: stop the tone when no pending call is left."""
-        if not any(c.status() == "pending" for c in self._device.calls if c is not call):
+        if not any(c.status() == "pending" for c in self._pending_calls() if c is not call):
             self.stop_ringing()
 
     def stop_all(self) -> None:
