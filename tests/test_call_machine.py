@@ -120,9 +120,7 @@ def test_outgoing_call_from_accept_to_open() -> None:
         cm.Emit("ringing", (False,)),
     ]
     assert m.state is CallState.RINGING
-    assert m.process(cm.AnswerFrame(SID, "answer", "RT1"), 0.5) == [
-        cm.ApplyRemoteAnswer("answer")
-    ]
+    assert m.process(cm.AnswerFrame(SID, "answer", "RT1"), 0.5) == [cm.ApplyRemoteAnswer("answer")]
     assert m.reconnect_token == "RT1"
     assert m.state is CallState.RINGING  # answered, media not yet open
     assert m.process(cm.RemoteAnswerApplied(), 0.6) == [
@@ -460,3 +458,98 @@ def test_any_legal_sequence_keeps_the_invariants(
     assert names.count("accept") <= 1
     endings = [name for name in names if name in ("disconnect", "cancel", "reject")]
     assert len(endings) <= 1, endings
+
+
+# -- ICE-aware recovery (JS checklist section R) ------------------------------------------
+def reconnecting_count(actions: list[cm.CallAction]) -> int:
+    return emitted(actions).count("reconnecting")
+
+
+def test_ice_gathering_failure_during_the_call_reconnects_once_with_53405() -> None:
+    m = open_outgoing()
+    actions = m.process(cm.IceGatheringFailed("timeout"), 1.0)
+    assert actions[0] == cm.Emit("warning", ("ice-gathering-state", {"reason": "timeout"}))
+    reason = actions[1]
+    assert isinstance(reason, cm.Emit) and reason.name == "reconnecting"
+    assert reason.args[0].code == 53405
+    assert reason.args[0].message.endswith("Media connection failed.")
+    assert cm.StartIceRestart() in actions
+    again = m.process(cm.IceGatheringFailed("none"), 2.0)
+    assert emitted(again) == ["warning"]  # the same reconnection: no second `reconnecting`
+    assert emitted(m.process(cm.IceConnectionState("completed"), 3.0)) == ["reconnected"]
+    assert emitted(m.process(cm.IceConnectionState("completed"), 4.0)) == []
+
+
+def test_ice_gathering_failure_before_the_call_opens_only_warns() -> None:
+    m = outgoing()
+    m.process(cm.Accept(), 0.0)
+    assert emitted(m.process(cm.IceGatheringFailed("none"), 0.1)) == ["warning"]
+    assert m.state is CallState.CONNECTING
+
+
+def test_ice_disconnected_alone_warns_without_restarting() -> None:
+    m = open_outgoing()
+    assert m.process(cm.IceConnectionState("disconnected"), 1.0) == [
+        cm.Emit("warning", ("ice-connectivity-lost", {}))
+    ]
+    assert m.state is CallState.OPEN
+    assert m.process(cm.IceConnectionState("connected"), 2.0) == [
+        cm.Emit("warning-cleared", ("ice-connectivity-lost",))
+    ]
+
+
+def test_ice_disconnected_with_a_low_bytes_warning_restarts() -> None:
+    m = open_outgoing()
+    assert m.process(cm.LowBytesWarning("low-bytes-received", True), 1.0) == []
+    actions = m.process(cm.IceConnectionState("disconnected"), 2.0)
+    assert emitted(actions) == ["warning", "reconnecting"]
+    assert cm.StartIceRestart() in actions
+
+
+def test_a_low_bytes_warning_restarts_only_while_ice_is_disconnected() -> None:
+    m = open_outgoing()
+    m.process(cm.IceConnectionState("disconnected"), 1.0)
+    assert reconnecting_count(m.process(cm.LowBytesWarning("low-bytes-sent", True), 2.0)) == 1
+    other = open_outgoing()
+    assert other.process(cm.LowBytesWarning("low-bytes-sent", True), 2.0) == []
+    other.process(cm.LowBytesWarning("low-bytes-sent", False), 3.0)
+    assert other.process(cm.IceConnectionState("disconnected"), 4.0) == [
+        cm.Emit("warning", ("ice-connectivity-lost", {}))
+    ]
+
+
+def test_ice_failed_restarts_and_disconnected_then_failed_reconnects_once() -> None:
+    m = open_outgoing()
+    m.process(cm.LowBytesWarning("low-bytes-received", True), 0.5)
+    total = reconnecting_count(m.process(cm.IceConnectionState("disconnected"), 1.0))
+    total += reconnecting_count(m.process(cm.IceConnectionState("failed"), 2.0))
+    assert total == 1
+    plain = open_outgoing()
+    assert reconnecting_count(plain.process(cm.IceConnectionState("failed"), 1.0)) == 1
+
+
+def test_after_an_ice_failure_reconnected_waits_for_signaling() -> None:
+    m = open_outgoing()
+    m.process(cm.IceConnectionState("failed"), 1.0)
+    m.process(cm.TransportClosed(), 1.5)
+    assert emitted(m.process(cm.IceConnectionState("completed"), 2.0)) == []
+    assert m.state is CallState.RECONNECTING
+    assert emitted(m.process(cm.AnswerFrame(SID, None, "RT2"), 3.0)) == ["reconnected"]
+
+
+def test_packets_after_an_ice_failure_end_the_reconnection() -> None:
+    m = open_outgoing()
+    m.process(cm.InboundPackets(50), 0.5)
+    m.process(cm.IceConnectionState("failed"), 1.0)
+    assert m.process(cm.InboundPackets(50), 1.5) == []
+    assert emitted(m.process(cm.InboundPackets(60), 2.0)) == ["reconnected"]
+
+
+def test_an_ice_failure_that_never_recovers_gives_up_after_thirty_seconds() -> None:
+    m = open_outgoing()
+    m.process(cm.InboundPackets(5), 0.5)
+    m.process(cm.IceConnectionState("failed"), 1.0)
+    # the silence watch adds its warning at 3.0 s, but it is the same reconnection
+    assert emitted(feed(m, 1.5, 30.5, 5)) == ["warning"]
+    assert "error" in emitted(m.process(cm.InboundPackets(5), 31.0))
+    assert m.state is CallState.CLOSED

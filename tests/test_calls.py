@@ -366,9 +366,8 @@ async def test_max_average_bitrate_changes_the_opus_encoder(make_device: DeviceF
         await call.wait_for("accept", timeout=10)
         pc = call.peer_connection
         assert pc is not None
-        await asyncio.sleep(0.5)
         first = await pc.get_stats()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # the measurement window
         second = await pc.get_stats()
         call.disconnect()
         await alice.destroy()

@@ -105,7 +105,7 @@ async def test_a_call_with_media_in_the_agent(
     stats = await call.peer_connection.get_stats()
     assert stats["packetsSent"] > 0 and stats["packetsReceived"] > 0
 
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # half a second more of bob's tone: the recording's tail
     call.disconnect()
     await eventually(lambda: alice.active_call is None)
 

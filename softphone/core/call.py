@@ -538,16 +538,11 @@ class Call(EventEmitter):
         """An offer or answer went out with no ICE candidate (JS ``IceGatheringFailed``).
 
         Event ``warning("ice-gathering-state", {"reason": "none"|"timeout"})``: the
-        name and reasons the JS SDK reports this with. No media can flow, so once
-        the call is open the media watcher reconnects (53405) and every ICE
-        restart gathers again.
+        name and reasons the JS SDK reports this with. During a call this also
+        starts a media reconnection (53405); every ICE restart gathers again.
         """
-        log.warning(
-            "call %s: ICE gathering failed (%s)",
-            self.call_sid or self.outbound_connection_id,
-            reason,
-        )
-        self.emit("warning", "ice-gathering-state", {"reason": reason})
+        log.warning("call %s: ICE gathering failed (%s)", self._machine.call_id, reason)
+        self._process(cm.IceGatheringFailed(reason))
 
     async def _offer_outgoing(self, pc: PeerConnection, source: AudioSource) -> None:
         try:

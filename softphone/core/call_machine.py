@@ -22,6 +22,7 @@ anything at any time and must never make the SDK raise.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -173,6 +174,32 @@ class RestartOfferSent:
     """An ICE-restart offer went out; the next ``answer`` with an SDP answers it."""
 
 
+@attrs.frozen
+class IceConnectionState:
+    """The peer connection's ICE connection state changed (``iceConnectionState``).
+
+    aiortc reports ``checking``, ``completed`` and ``failed`` (after about 30 s of
+    failed consent checks); the silence watch stands in for ``disconnected``.
+    """
+
+    state: str
+
+
+@attrs.frozen
+class IceGatheringFailed:
+    """An offer or answer went out without a single ICE candidate (``none``/``timeout``)."""
+
+    reason: str
+
+
+@attrs.frozen
+class LowBytesWarning:
+    """The quality monitor raised (``active``) or cleared a ``low-bytes-*`` warning."""
+
+    name: str
+    active: bool
+
+
 CallEvent = (
     Accept
     | Reject
@@ -190,6 +217,9 @@ CallEvent = (
     | SignalingConnected
     | InboundPackets
     | RestartOfferSent
+    | IceConnectionState
+    | IceGatheringFailed
+    | LowBytesWarning
 )
 
 
@@ -393,7 +423,16 @@ class CallMachine:
         self.signaling_reconnecting = False
         self.media_reconnecting = False
         self.restart_offer_pending = False
-        self.health = MediaHealth(lost_after_s=lost_after_s, give_up_after_s=give_up_after_s)
+        self.give_up_after_s = give_up_after_s
+        self.health = MediaHealth(lost_after_s=lost_after_s, give_up_after_s=math.inf)
+        self.ice_state = "new"
+        self.ice_warning = False
+        """``ice-connectivity-lost`` is raised (ICE disconnected or the path went silent)."""
+        self.low_bytes: set[str] = set()
+        """Active ``low-bytes-received`` / ``low-bytes-sent`` warnings."""
+        self.media_failed_at: float | None = None
+        self.packets_at_failure = 0
+        self.packets = 0
         self._out: list[CallAction] = []
 
     # -- the entry point ---------------------------------------------------------------
@@ -603,38 +642,85 @@ class CallMachine:
             return
         self._do(SendReconnect(event.local_sdp, self.callsid, self.reconnect_token))
 
-    # -- handlers: media health --------------------------------------------------------
+    # -- handlers: media health and ICE (checklist R) -------------------------------------
     def _on_inbound_packets(self, event: InboundPackets) -> None:
+        """A reading of the silence watch: the path stays "connected" but carries nothing."""
+        self.packets = event.count
         change = self.health.update(self.now, event.count)
         if change is HealthEvent.LOST:
-            self._media_lost()
-        elif change is HealthEvent.RECOVERED:
-            self._media_recovered()
-        elif change is HealthEvent.GIVE_UP:
+            self._ice_disconnected()
+            self._media_failed()
+        elif self.media_reconnecting and event.count > self.packets_at_failure:
+            self._ice_connected()
+        elif self._past_give_up():
             self._media_gave_up()
 
-    def _media_lost(self) -> None:
+    def _on_ice_connection_state(self, event: IceConnectionState) -> None:
+        self.ice_state = event.state
+        if event.state == "disconnected":
+            self._ice_disconnected()
+            if self.low_bytes:
+                self._media_failed()
+        elif event.state == "failed":
+            self._media_failed()
+        elif event.state in ("connected", "completed"):
+            self._ice_connected()
+
+    def _on_ice_gathering_failed(self, event: IceGatheringFailed) -> None:
+        """No candidate: a warning, and once the call is up a media reconnection (53405)."""
+        self._do(Emit("warning", ("ice-gathering-state", {"reason": event.reason})))
+        if self.state in (CallState.OPEN, CallState.RECONNECTING):
+            self._media_failed()
+
+    def _on_low_bytes(self, event: LowBytesWarning) -> None:
+        """A low-bytes warning restarts ICE only while ICE is ``disconnected`` (JS rule)."""
+        if not event.active:
+            self.low_bytes.discard(event.name)
+            return
+        self.low_bytes.add(event.name)
+        if self.ice_state == "disconnected":
+            self._media_failed()
+
+    def _ice_disconnected(self) -> None:
+        if not self.ice_warning:
+            self.ice_warning = True
+            self._do(Emit("warning", ("ice-connectivity-lost", {})))
+
+    def _ice_connected(self) -> None:
+        """ICE is back (or packets flow again): clear the warning, end a media reconnection."""
+        if self.media_reconnecting:
+            self.media_reconnecting = False
+            self.restart_offer_pending = False
+            self.media_failed_at = None
+            self._do(StopIceRestart())
+        if self.ice_warning:
+            self.ice_warning = False
+            self._do(Emit("warning-cleared", ("ice-connectivity-lost",)))
+        self._maybe_reconnected()
+
+    def _media_failed(self) -> None:
+        """Start a media reconnection (once: later failures are part of the same one)."""
         if self.media_reconnecting:
             return
         self.media_reconnecting = True
+        self.media_failed_at = self.now
+        self.packets_at_failure = self.packets
         self._enter(CallState.RECONNECTING)
         self._do(
-            Emit("warning", ("ice-connectivity-lost", {})),
             Emit("reconnecting", (MediaErrors.ConnectionError("Media connection failed."),)),
             StartIceRestart(),
         )
 
-    def _media_recovered(self) -> None:
-        if not self.media_reconnecting:
-            return
-        self.media_reconnecting = False
-        self.restart_offer_pending = False
-        self._do(StopIceRestart(), Emit("warning-cleared", ("ice-connectivity-lost",)))
-        self._maybe_reconnected()
+    def _past_give_up(self) -> bool:
+        return (
+            self.media_failed_at is not None
+            and self.now - self.media_failed_at >= self.give_up_after_s
+        )
 
     def _media_gave_up(self) -> None:
         """30 s without media: hang up with a reason, then ``error`` 53405 (legacy 31003)."""
         self.media_reconnecting = False
+        self.media_failed_at = None
         self._do(StopIceRestart())
         self._hangup_and_close(MEDIA_FAILED_MESSAGE)
         error = MediaErrors.ConnectionError(
@@ -683,6 +769,16 @@ TRANSITIONS: Final[Mapping[type[Any], Mapping[CallState, Handler | None]]] = {
         **_CLOSED_ONLY,
     },
     RestartOfferSent: {**dict.fromkeys(_MEDIA, CallMachine._on_restart_offer_sent), **_CLOSED_ONLY},
+    # ICE reports exist once media setup started; quality warnings once media flows.
+    IceConnectionState: _only(CallMachine._on_ice_connection_state, *_MEDIA),
+    IceGatheringFailed: {
+        **dict.fromkeys(_LIVE, CallMachine._on_ice_gathering_failed),
+        **_CLOSED_ONLY,
+    },
+    LowBytesWarning: {
+        **dict.fromkeys(_MEDIA, CallMachine._on_low_bytes),
+        **_CLOSED_ONLY,
+    },
 }
 """For each event: the handler in each state where it applies, ``None`` where it is a
 deliberate no-op. A state missing from an event's row is an illegal transition."""
