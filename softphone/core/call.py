@@ -23,6 +23,14 @@ from softphone.audio_backends.base import AudioSink, AudioSource
 from softphone.core import call_machine as cm
 from softphone.core.call_host import CallHost
 from softphone.core.call_machine import CallDirection, CallMachine, CallState
+from softphone.core.call_quality import (
+    CallQuality,
+    EmitSample,
+    EmitWarning,
+    EmitWarningCleared,
+    LowBytes,
+    QualityOutput,
+)
 from softphone.core.errors import (
     GeneralErrors,
     InvalidArgumentError,
@@ -64,6 +72,8 @@ DTMF_TONE_MS = 160
 DTMF_GAP_MS = 70
 DTMF_SOUND_SPACING_MS = 200
 HEALTH_INTERVAL_S = 0.5
+SAMPLE_EVERY_POLLS = 2
+"""A ``sample`` every second poll of the media: once a second, as in the JS SDK."""
 MEDIA_LOST_AFTER_S = LOST_AFTER_S
 MEDIA_GIVE_UP_S = GIVE_UP_AFTER_S
 RESTART_RETRY_S = 1.0
@@ -132,6 +142,7 @@ class Call(EventEmitter):
             give_up_after_s=MEDIA_GIVE_UP_S,
         )
         self.codec = ""
+        self._quality = CallQuality(self._machine.created_at)
         self._offer_sdp = offer_sdp
         self._media_args: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None)
         self._pc: PeerConnection | None = None
@@ -587,7 +598,13 @@ class Call(EventEmitter):
 
     # -- media reconnection (ICE restart) -----------------------------------------------
     async def _watch_media(self) -> None:
-        """Feed inbound packet counts to the machine, which decides lost / back / give up."""
+        """Poll the media twice a second: packet counts for the machine, a sample a second.
+
+        The machine decides lost / back / give up from the packet counts; every
+        second poll feeds :class:`CallQuality`, which yields ``sample`` and the
+        quality warnings (the low-bytes ones also go to the machine).
+        """
+        polls = 0
         while not self._media_gone():
             assert self._pc is not None
             try:
@@ -600,7 +617,25 @@ class Call(EventEmitter):
             if self._media_gone():
                 return
             self._process(cm.InboundPackets(_inbound_packets(stats)))
+            polls += 1
+            if stats and polls % SAMPLE_EVERY_POLLS == 0 and not self._media_gone():
+                now = self._clock()
+                for output in self._quality.process(stats, now, muted=self._muted):
+                    self._on_quality(output)
             await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    def _on_quality(self, output: QualityOutput) -> None:
+        match output:
+            case EmitSample(sample, codec):
+                self.codec = codec or self.codec
+                self.emit("sample", sample)
+            case EmitWarning(name, data):
+                self.emit("warning", name, data)
+            case EmitWarningCleared(name):
+                self.emit("warning-cleared", name)
+            case LowBytes(name, active):
+                if self.status() is not CallState.CLOSED:
+                    self._process(cm.LowBytesWarning(name, active))
 
     def _media_gone(self) -> bool:
         """True once the call closed or its media was torn down."""

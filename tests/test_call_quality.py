@@ -1,0 +1,144 @@
+"""A call's quality watch: snapshot conversion and warning rules (pure), samples on a real call."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from recorders import EventLog
+
+from softphone.audio_backends import ToneSource
+from softphone.core.call_quality import (
+    CallQuality,
+    EmitSample,
+    EmitWarning,
+    EmitWarningCleared,
+    LowBytes,
+    raw_stats,
+)
+from softphone.core.device import Device
+from softphone.core.rtc_sample import RTCSample
+
+DeviceFactory = Callable[..., Device]
+
+JS_SAMPLE_KEYS = {
+    "audioInputLevel",
+    "audioOutputLevel",
+    "bytesReceived",
+    "bytesSent",
+    "codecName",
+    "jitter",
+    "mos",
+    "packetsLost",
+    "packetsLostFraction",
+    "packetsReceived",
+    "packetsSent",
+    "rtt",
+    "timestamp",
+    "totals",
+}
+
+
+def snapshot(second: int, **overrides: Any) -> dict[str, Any]:
+    """A healthy second of a 50-packets-a-second call, cumulative as get_stats gives it."""
+    base: dict[str, Any] = {
+        "timestamp": 1_000_000.0 + second * 1000,
+        "codecName": "PCMU",
+        "packetsSent": 50 * second,
+        "bytesSent": 8000 * second,
+        "packetsReceived": 50 * second,
+        "bytesReceived": 8000 * second,
+        "packetsLost": 0,
+        "jitter": 0.002,
+        "rtt": 0.020,
+    }
+    base.update(overrides)
+    return base
+
+
+@pytest.mark.pure
+def test_raw_stats_are_in_milliseconds_with_the_pair_rtt_as_fallback() -> None:
+    raw = raw_stats(snapshot(3))
+    assert raw.rtt == pytest.approx(20.0) and raw.jitter == pytest.approx(2.0)
+    assert raw.codec_name == "PCMU" and raw.packets_received == 150
+    fallback = raw_stats(snapshot(3, rtt=None, selectedCandidatePair={"currentRoundTripTime": 0.1}))
+    assert fallback.rtt == pytest.approx(100.0)
+    assert raw_stats(snapshot(3, rtt=None)).rtt is None
+    assert raw_stats({}).packets_received == 0
+
+
+@pytest.mark.pure
+def test_samples_carry_the_js_keys_and_the_codec_lower_case() -> None:
+    quality = CallQuality(created_at=0.0)
+    first = quality.process(snapshot(1), 1.0, muted=False)
+    second = quality.process(snapshot(2), 2.0, muted=False)
+    assert isinstance(first[-1], EmitSample) and isinstance(second[-1], EmitSample)
+    assert second[-1].codec == "pcmu"
+    sample = second[-1].sample
+    assert isinstance(sample, RTCSample)
+    assert set(sample.to_dict()) == JS_SAMPLE_KEYS
+    assert sample.packets_received == 50 and sample.packets_lost_fraction == 0
+    assert sample.mos is not None and sample.mos > 4.3
+
+
+def run_seconds(
+    quality: CallQuality, start: int, stop: int, muted: bool = False, **overrides: Any
+) -> list[Any]:
+    out: list[Any] = []
+    for second in range(start, stop):
+        out += quality.process(snapshot(second, **overrides), float(second), muted=muted)
+    return out
+
+
+@pytest.mark.pure
+def test_warnings_wait_five_seconds_after_the_call_was_created() -> None:
+    """JS: warnings disabled at construction, enabled 5000 ms later (not at 4990 ms)."""
+    quality = CallQuality(created_at=0.0)
+    early = run_seconds(quality, 1, 5, rtt=0.9)  # a terrible rtt from the start
+    assert not [o for o in early if isinstance(o, EmitWarning)]
+    late = run_seconds(quality, 5, 9, rtt=0.9)
+    assert [o.name for o in late if isinstance(o, EmitWarning)] == ["high-rtt"]
+
+
+@pytest.mark.pure
+def test_low_bytes_warnings_go_to_the_machine_too() -> None:
+    quality = CallQuality(created_at=0.0)
+    run_seconds(quality, 1, 6)
+    frozen = {"packetsReceived": 250, "bytesReceived": 40000}  # nothing arrives any more
+    outputs = run_seconds(quality, 6, 12, **frozen)
+    raised = [o for o in outputs if isinstance(o, EmitWarning)]
+    assert "low-bytes-received" in [o.name for o in raised]
+    assert LowBytes("low-bytes-received", True) in outputs
+    data = next(o.data for o in raised if o.name == "low-bytes-received")
+    assert data["name"] == "bytesReceived" and data["threshold"]["name"] == "min"
+    recovered: list[Any] = []
+    for second in range(12, 25):
+        moving = snapshot(second, packetsReceived=250 + 50 * second, bytesReceived=8000 * second)
+        recovered += quality.process(moving, float(second), muted=False)
+    assert EmitWarningCleared("low-bytes-received") in recovered
+    assert LowBytes("low-bytes-received", False) in recovered
+
+
+async def test_a_real_call_emits_a_sample_a_second_with_every_js_key(
+    make_device: DeviceFactory,
+) -> None:
+    alice = make_device("alice", file_input_stream=ToneSource([440.0]))
+    call = await alice.connect(params={"To": "echo"})
+    log = EventLog(call, "sample", "accept")
+    await log.wait_for("accept", timeout=15)
+    await log.wait_for("sample", count=3, timeout=15)
+    samples = log.args("sample")
+    times = [args[0].timestamp for args in samples]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # JS: one sample per 1000 ms (never faster; a loaded machine may stretch it)
+    assert min(gaps) >= 950 and sum(gaps) / len(gaps) < 2000, gaps
+    last = samples[-1][0]
+    assert set(last.to_dict()) == JS_SAMPLE_KEYS
+    assert last.packets_sent > 30 and last.packets_received > 30  # 50 packets/s each way
+    assert last.packets_lost_fraction < 5
+    assert last.rtt is not None and 0 <= last.rtt < 200  # loopback
+    assert last.mos is not None and last.mos > 4.0
+    assert call.codec in ("opus", "pcmu")
+    call.disconnect()
