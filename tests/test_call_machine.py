@@ -353,7 +353,7 @@ def test_media_lost_restarts_ice_and_recovery_reconnects() -> None:
     assert feed(m, 1.0, 3.0, 100) == []  # progress once, then 2.0 s of silence
     lost = m.process(cm.InboundPackets(100), 3.5)  # 2.5 s without a packet
     assert lost == [
-        cm.Emit("warning", ("ice-connectivity-lost", {})),
+        cm.Emit("warning", ("ice-connectivity-lost",)),
         cm.Emit("reconnecting", (lost[1].args[0],)),  # type: ignore[union-attr]
         cm.StartIceRestart(),
     ]
@@ -490,7 +490,7 @@ def test_ice_gathering_failure_before_the_call_opens_only_warns() -> None:
 def test_ice_disconnected_alone_warns_without_restarting() -> None:
     m = open_outgoing()
     assert m.process(cm.IceConnectionState("disconnected"), 1.0) == [
-        cm.Emit("warning", ("ice-connectivity-lost", {}))
+        cm.Emit("warning", ("ice-connectivity-lost",))
     ]
     assert m.state is CallState.OPEN
     assert m.process(cm.IceConnectionState("connected"), 2.0) == [
@@ -514,7 +514,7 @@ def test_a_low_bytes_warning_restarts_only_while_ice_is_disconnected() -> None:
     assert other.process(cm.LowBytesWarning("low-bytes-sent", True), 2.0) == []
     other.process(cm.LowBytesWarning("low-bytes-sent", False), 3.0)
     assert other.process(cm.IceConnectionState("disconnected"), 4.0) == [
-        cm.Emit("warning", ("ice-connectivity-lost", {}))
+        cm.Emit("warning", ("ice-connectivity-lost",))
     ]
 
 

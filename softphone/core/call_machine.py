@@ -684,7 +684,7 @@ class CallMachine:
     def _ice_disconnected(self) -> None:
         if not self.ice_warning:
             self.ice_warning = True
-            self._do(Emit("warning", ("ice-connectivity-lost", {})))
+            self._do(Emit("warning", ("ice-connectivity-lost",)))
 
     def _ice_connected(self) -> None:
         """ICE is back (or packets flow again): clear the warning, end a media reconnection."""
