@@ -33,12 +33,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path as FsPath
 
-from benchmarks import abuse, cpu, quality, turn
+from benchmarks import abuse, cpu, insights, quality, turn
 from benchmarks.harness import Path
 from benchmarks.speech import speech_clip
 from softphone.media.aiortc_hooks import use_host_addresses
 
-SECTIONS = ("setup", "quality", "cpu", "capacity", "abuse", "turn")
+SECTIONS = ("setup", "quality", "cpu", "capacity", "abuse", "turn", "insights")
 TARGETS = {
     "pesq_opus": 4.4,
     "pesq_pcmu": 3.95,
@@ -240,6 +240,10 @@ async def main(argv: list[str] | None = None) -> None:
         await section_abuse(args.quick)
     if "turn" in sections:
         await section_turn(args.quick)
+    if "insights" in sections:
+        log("== insights: publishing cost, gateway store throughput and memory ==")
+        for line in await insights.run(args.quick, progress=log):
+            print(line, flush=True)
     log(f"done in {time.monotonic() - started:.0f} s")
 
 

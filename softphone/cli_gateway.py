@@ -70,7 +70,8 @@ def _add_api_options(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="PORT",
         help=f"serve the REST API on this port of --host, with the same TLS as /signal "
-        f"(e.g. {SUGGESTED_API_PORT}; off when not given)",
+        f"(e.g. {SUGGESTED_API_PORT}; off when not given). It also takes the insights our "
+        "SDK publishes (named to clients in `connected`) and serves them per call",
     )
     group.add_argument(
         "--stun",
@@ -358,6 +359,12 @@ def _media_summary(gateway: Any) -> list[str]:
             f"REST API: {gateway.rest_api.url} (official helper: "
             f"client.api.base_url = {gateway.rest_api.url!r})"
         )
+        if gateway.rest_api.insights is not None:
+            base = gateway.rest_api.url
+            lines.append(
+                f"  insights: SDKs post to {base}/v4/EndpointEvents and /v4/EndpointMetrics; "
+                f"read them at {base}/v1/Voice/<CallSid>/Events, /Metrics, /Feedback"
+            )
         traversal = gateway.config.traversal
         if traversal.enabled:
             servers = ", ".join((*traversal.stun_urls, *traversal.turn_urls))

@@ -11,7 +11,28 @@ Resources:
 * ``POST /2010-04-01/Accounts/{AccountSid}/Tokens.json`` (form field ``Ttl``): the
   Network Traversal Service, see :mod:`softphone.gateway.traversal`.
 
-The official helper reaches it with ``client.api.base_url = "http://host:port"``.
+Insights (when the gateway gives an :class:`~softphone.gateway.insights_store.InsightsStore`),
+what ``eventgw.twilio.com`` and ``insights.twilio.com`` are for Twilio:
+
+* ``POST /v4/EndpointEvents`` and ``POST /v4/EndpointMetrics``: what SDKs publish (the
+  JS SDK's envelope, :mod:`softphone.insights.events`), authenticated by the access
+  token in ``X-Twilio-Token`` (verified as ``listen`` verifies it; 401 with 20101, or
+  20104 when expired). Answers ``{"call", "stored", "dropped"}``; 400 for a malformed
+  body, 413 above the body limit, 403 for another account's call, 404 for a CallSid
+  this gateway never had live.
+* ``GET /v1/Voice/{CallSid}/Events``, ``…/Metrics`` and ``…/Feedback``: what the store
+  holds for a call of the key's account (404 otherwise). Events and metrics have the
+  shape of Twilio's Voice Insights resources (``timestamp``, ``call_sid``,
+  ``account_sid``, ``edge: "sdk_edge"``, ``group``/``level``/``name`` or
+  ``direction``, and the posted record under ``sdk_edge`` with the poster's
+  ``identity``); feedback items are ``{call_sid, account_sid, quality_score,
+  issue_name, timestamp, identity}`` (``quality_score`` null when declined). One page
+  holds everything (the store is bounded), so the helper's ``list()`` works. The
+  ``{CallSid}`` may also be a client's temporary ``TJS…`` id.
+
+The official helper reaches it with ``client.api.base_url = "http://host:port"`` (and
+``client.insights.base_url`` for the Insights resources). Every Basic-auth resource
+takes an API key (``SK…`` sid and secret) of the account.
 """
 
 from __future__ import annotations
@@ -22,23 +43,40 @@ import hmac
 import logging
 import ssl
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from softphone.gateway.accounts import AccountStore
+from softphone.gateway.insights_store import (
+    CallInsights,
+    InsightsRejected,
+    InsightsStore,
+    Poster,
+    StoredItem,
+)
+from softphone.gateway.tokens import TokenError, verify_token
 from softphone.gateway.traversal import TraversalConfig, check_ttl, token_resource
+from softphone.insights import endpoint
 from softphone.signaling.codes import (
+    ACCESS_TOKEN_EXPIRED,
+    ACCESS_TOKEN_INVALID,
     REST_AUTHENTICATE,
     REST_INVALID_PARAMETER,
     REST_NOT_FOUND,
     REST_SERVICE_UNAVAILABLE,
+    TOKEN_EXPIRED,
 )
 
 log = logging.getLogger("softphone.gateway.rest")
 
 API_VERSION = "2010-04-01"
+INSIGHTS_API = "/v1/Voice/{call_sid}"
+_INGEST = "ingest"
+"""Route name prefix of the insights posts: authenticated by token, not Basic."""
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def _error(status: int, code: int, message: str) -> web.Response:
@@ -62,13 +100,25 @@ class RestApi:
         traversal: TraversalConfig,
         *,
         clock: Callable[[], float] = time.time,
+        insights: InsightsStore | None = None,
     ) -> None:
+        """``insights``: serve the insights resources backed by this store (else none)."""
         self.accounts = accounts
         self.traversal = traversal
         self.clock = clock
-        self.app = web.Application(middlewares=[self._authenticate])
+        self.insights = insights
+        """What SDKs published, per call; None when insights are not served."""
+        max_body = insights.limits.max_body_bytes if insights else 1024**2
+        self.app = web.Application(middlewares=[self._authenticate], client_max_size=max_body)
         base = f"/{API_VERSION}/Accounts/{{account_sid}}"
         self.app.router.add_post(f"{base}/Tokens.json", self._create_token)
+        if insights is not None:
+            router = self.app.router
+            router.add_post(endpoint.EVENTS_PATH, self._post_events, name=f"{_INGEST}-events")
+            router.add_post(endpoint.METRICS_PATH, self._post_metrics, name=f"{_INGEST}-metrics")
+            router.add_get(f"{INSIGHTS_API}/Events", self._get_events)
+            router.add_get(f"{INSIGHTS_API}/Metrics", self._get_metrics)
+            router.add_get(f"{INSIGHTS_API}/Feedback", self._get_feedback)
         self._runner: web.AppRunner | None = None
         self._scheme = "http"
 
@@ -102,37 +152,62 @@ class RestApi:
         if self._runner is None or not self._runner.addresses:
             raise RuntimeError("REST API not started")
         host = self._runner.addresses[0][0]
-        return f"{self._scheme}://{host}:{self.port}"
+        return f"{self._scheme}://{_url_host(host)}:{self.port}"
+
+    def insights_url(self, host_header: str | None) -> str | None:
+        """The insights base URL to name in ``connected``, or None when not served.
+
+        Its host is the one the client used for signaling (the ``Host`` header of its
+        WebSocket request), so a client behind a name or a NAT reaches it the same
+        way; the bound address when that header is missing or unusable (and None if
+        that address is a wildcard). Same scheme as :attr:`url`, the REST API's port.
+        """
+        if self.insights is None or self._runner is None or not self._runner.addresses:
+            return None
+        host = _hostname(host_header)
+        if host is None:
+            bound = str(self._runner.addresses[0][0])
+            if bound in _WILDCARDS:
+                return None
+            host = bound
+        return f"{self._scheme}://{_url_host(host)}:{self.port}"
 
     # -- middleware and handlers ---------------------------------------------------------
     @web.middleware
     async def _authenticate(
         self, request: web.Request, handler: Callable[[web.Request], Any]
     ) -> web.StreamResponse:
-        account_sid = request.match_info.get("account_sid")
-        if account_sid is None:
+        """Basic auth for every resource but the insights posts (token in the handler)."""
+        if request.match_info.http_exception is not None:
             return _error(
                 404, REST_NOT_FOUND, f"The requested resource {request.path} was not found"
             )
-        if not self._authorized(request.headers.get("Authorization", ""), account_sid):
+        response: web.StreamResponse
+        if (request.match_info.route.name or "").startswith(_INGEST):
+            response = await handler(request)
+            return response
+        account_sid = self._key_account(request.headers.get("Authorization", ""))
+        path_account = request.match_info.get("account_sid")
+        if account_sid is None or path_account not in (None, account_sid):
             log.info("REST %s %s: authentication failed", request.method, request.path)
             return _error(401, REST_AUTHENTICATE, "Authenticate")
-        response: web.StreamResponse = await handler(request)
+        response = await handler(request)
         return response
 
-    def _authorized(self, header: str, account_sid: str) -> bool:
-        """HTTP Basic with an API key of ``account_sid`` (constant-time secret check)."""
+    def _key_account(self, header: str) -> str | None:
+        """The account of the API key in an HTTP Basic header (constant-time secret
+        check), or None."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return None
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         key = self.accounts.key(user)
-        if key is None or key.account_sid != account_sid:
-            return False
-        return hmac.compare_digest(key.secret.encode(), password.encode())
+        if key is None or not hmac.compare_digest(key.secret.encode(), password.encode()):
+            return None
+        return key.account_sid
 
     async def _create_token(self, request: web.Request) -> web.Response:
         account_sid = request.match_info["account_sid"]  # authenticated by the middleware
@@ -150,3 +225,150 @@ class RestApi:
         body = token_resource(self.traversal, account_sid, ttl_s=ttl, now=self.clock())
         log.info("REST: ICE servers for %s (ttl %d s)", account_sid, ttl)
         return web.json_response(body, status=201)
+
+    # -- insights --------------------------------------------------------------------------
+    async def _post_events(self, request: web.Request) -> web.Response:
+        return await self._ingest(request, metrics=False)
+
+    async def _post_metrics(self, request: web.Request) -> web.Response:
+        return await self._ingest(request, metrics=True)
+
+    async def _ingest(self, request: web.Request, *, metrics: bool) -> web.Response:
+        """Verify the token, read the body, hand it to the store."""
+        store = self.insights
+        assert store is not None  # the route exists only with a store
+        now = self.clock()
+        try:
+            token = verify_token(request.headers.get(endpoint.TOKEN_HEADER), self.accounts, now=now)
+        except TokenError as exc:
+            log.info("insights %s: token refused (%d %s)", request.path, exc.code, exc.message)
+            code = ACCESS_TOKEN_EXPIRED if exc.code == TOKEN_EXPIRED else ACCESS_TOKEN_INVALID
+            return _error(401, code, exc.message)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            limit = store.limits.max_body_bytes
+            return _error(413, REST_INVALID_PARAMETER, f"Body over {limit} bytes")
+        poster = Poster(token.account_sid, token.identity)
+        try:
+            if metrics:
+                result = store.add_metrics(poster, body, now=now)
+            else:
+                result = store.add_event(poster, body, now=now)
+        except InsightsRejected as exc:
+            log.info("insights %s from %s refused: %s", request.path, poster, exc.message)
+            code = {403: REST_AUTHENTICATE, 404: REST_NOT_FOUND}.get(
+                exc.status, REST_INVALID_PARAMETER
+            )
+            return _error(exc.status, code, exc.message)
+        return web.json_response(
+            {"call": result.key, "stored": result.stored, "dropped": result.dropped}
+        )
+
+    def _entry(self, request: web.Request) -> CallInsights | None:
+        """The call's entry if the key's account owns it (the middleware checked the key)."""
+        assert self.insights is not None
+        account_sid = self._key_account(request.headers.get("Authorization", ""))
+        if account_sid is None:
+            return None
+        return self.insights.get(account_sid, request.match_info["call_sid"])
+
+    async def _get_events(self, request: web.Request) -> web.Response:
+        entry = self._entry(request)
+        if entry is None:
+            return _not_found(request)
+        events = [_event_resource(entry, item) for item in entry.events]
+        return web.json_response(_page(request, "events", events))
+
+    async def _get_metrics(self, request: web.Request) -> web.Response:
+        entry = self._entry(request)
+        if entry is None:
+            return _not_found(request)
+        metrics = [_metric_resource(entry, item) for item in entry.samples]
+        return web.json_response(_page(request, "metrics", metrics))
+
+    async def _get_feedback(self, request: web.Request) -> web.Response:
+        entry = self._entry(request)
+        if entry is None:
+            return _not_found(request)
+        feedback = [{**_ids(entry), **item.to_dict()} for item in entry.feedback]
+        return web.json_response(_page(request, "feedback", feedback))
+
+
+def _not_found(request: web.Request) -> web.Response:
+    return _error(404, REST_NOT_FOUND, f"The requested resource {request.path} was not found")
+
+
+def _ids(entry: CallInsights) -> dict[str, Any]:
+    return {"call_sid": entry.call_sid or entry.key, "account_sid": entry.account_sid}
+
+
+def _event_resource(entry: CallInsights, item: StoredItem) -> dict[str, Any]:
+    """One stored event in the shape of a Voice Insights ``Event``."""
+    event = item.to_dict()
+    return {
+        "timestamp": event["timestamp"],
+        **_ids(entry),
+        "edge": "sdk_edge",
+        "group": event["group"],
+        "level": event["level"],
+        "name": event["name"],
+        "carrier_edge": None,
+        "sip_edge": None,
+        "sdk_edge": {**event, "identity": item.identity},
+        "client_edge": None,
+    }
+
+
+def _metric_resource(entry: CallInsights, item: StoredItem) -> dict[str, Any]:
+    """One stored metrics record in the shape of a Voice Insights ``Metric``."""
+    record = item.to_dict()
+    return {
+        "timestamp": record.get("timestamp"),
+        **_ids(entry),
+        "edge": "sdk_edge",
+        "direction": "both",
+        "carrier_edge": None,
+        "sip_edge": None,
+        "sdk_edge": {**record, "identity": item.identity},
+        "client_edge": None,
+    }
+
+
+def _page(request: web.Request, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Twilio's list envelope: everything on one page."""
+    url = str(request.url)
+    return {
+        key: items,
+        "meta": {
+            "page": 0,
+            "page_size": len(items),
+            "first_page_url": url,
+            "previous_page_url": None,
+            "url": url,
+            "next_page_url": None,
+            "key": key,
+        },
+    }
+
+
+def _hostname(host_header: str | None) -> str | None:
+    """The host name of a ``Host`` header (``[::1]:9443`` → ``::1``), None if unusable."""
+    if not host_header:
+        return None
+    try:
+        host = urllib.parse.urlsplit(f"//{host_header}").hostname
+    except ValueError:
+        return None
+    if (
+        not host
+        or host in _WILDCARDS
+        or not all(c.isascii() and (c.isalnum() or c in ".-:") for c in host)
+    ):
+        return None
+    return host
+
+
+def _url_host(host: str) -> str:
+    """A host as it goes in a URL: IPv6 literals in brackets."""
+    return f"[{host}]" if ":" in host else host

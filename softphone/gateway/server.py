@@ -31,12 +31,14 @@ from softphone.gateway import exposure, log_throttle
 from softphone.gateway.accounts import AccountStore
 from softphone.gateway.calls import CallRouter
 from softphone.gateway.connection import ClientConnection
+from softphone.gateway.insights_store import InsightsStore, LiveCalls
 from softphone.gateway.leg_media import LegMedia, LegMediaConfig
 from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
 from softphone.gateway.rest_api import RestApi
 from softphone.gateway.tokens import TokenError, VerifiedToken, verify_token
 from softphone.gateway.traversal import TraversalConfig
+from softphone.insights import endpoint
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.codes import (
     AUTHORIZATION_ERROR,
@@ -154,7 +156,12 @@ class Gateway:
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         log.info("gateway edge %s listening on %s", self.config.edge, self.url)
         if self.config.api_port is not None:
-            self.rest_api = RestApi(self.accounts, self.config.traversal, clock=self.config.clock)
+            self.rest_api = RestApi(
+                self.accounts,
+                self.config.traversal,
+                clock=self.config.clock,
+                insights=InsightsStore(LiveCalls(self.calls)),
+            )
             await self.rest_api.start(
                 self.config.host, self.config.api_port, self.config.ssl_context
             )
@@ -325,12 +332,15 @@ class Gateway:
         conn.token = token
         conn.reconnect_timeout_s = reconnect_timeout_seconds(message.reconnect_timeout)
         self._arm_expiry(conn, token.expires_at - now)
+        host = conn.websocket.request.headers.get("Host") if conn.websocket.request else None
+        insights = self.rest_api.insights_url(host) if self.rest_api else None
         conn.send(
             Connected(
                 edge=self.config.edge,
                 region=self.config.region,
                 home=self.config.home,
                 token={"identity": token.identity, "ttl": token.ttl(now)},
+                extra={endpoint.CONNECTED_FIELD: insights} if insights else {},
             )
         )
         await self.calls.on_listen(conn)
