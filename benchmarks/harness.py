@@ -4,9 +4,9 @@
   process and follows its JSON reports (CPU seconds, loop lag, packets).
 * :func:`device_pair` makes a caller and a registered, auto-answering callee
   Device pointed at it; the callee records what it hears.
-* :class:`RelayedPeerConnection` puts a :class:`UdpRelay` between a device
-  and the gateway (by rewriting the SDP candidates), so RTP from the device
-  can be dropped on the way.
+* :class:`RelayedPeerConnection` puts a :class:`~benchmarks.udp_relay.UdpRelay`
+  between a device and the gateway (by rewriting the SDP candidates), so its
+  media can be dropped or delayed on the way.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.udp_relay import UdpRelay
 from softphone.audio_backends.base import AudioSink, AudioSource
 from softphone.core.call import Call
 from softphone.core.device import Device
 from softphone.gateway.accounts import DEV_APPLICATION_SID, AccountStore
 from softphone.gateway.tokens import mint_token
 from softphone.media.peer_connection import PeerConnection
-from softphone.media.udp_relay import UdpRelay
 
 Path = str  # "ours" or "aiortc"
 

@@ -2,8 +2,8 @@
 
 Device -> gateway -> Device on 127.0.0.1, the gateway in its own process. The
 caller plays the espeak-ng clip (:mod:`benchmarks.speech`) through a
-:class:`TimedSource`; its media runs through a :class:`UdpRelay` that drops
-RTP on the way to the gateway; the callee records with a :class:`TimedSink`.
+:class:`TimedSource`; its media runs through a :class:`~benchmarks.udp_relay.UdpRelay`
+that drops RTP on the way to the gateway; the callee records with a :class:`TimedSink`.
 One call per loss condition, all conditions of a codec at once.
 
 Loss starts :data:`LOSS_START_PACKET` packets (2 s) into the call, so the
@@ -27,10 +27,10 @@ from benchmarks.harness import (
     relayed_factory,
 )
 from benchmarks.speech import pesq_score
+from benchmarks.udp_relay import Policy, UdpRelay, drop_rtp, loss, pass_all
 from softphone.audio_backends.analysis import align_offset
 from softphone.audio_backends.base import SAMPLE_RATE, Pcm
 from softphone.media.latency import TimedSink, TimedSource, delay_at
-from softphone.media.udp_relay import LossPattern, UdpRelay
 
 LOSS_START_PACKET = 100
 """Random loss begins at this packet (2 s of 20 ms packets into the call)."""
@@ -44,28 +44,29 @@ class Condition:
     """A named loss pattern on the caller's media."""
 
     name: str
-    rate: float | None = None
-    """Random loss rate, or None for the 4-packet burst."""
+    percent: float | None = None
+    """Random loss in %, or None for the 4-packet burst."""
 
-    def pattern(self, seed: int) -> LossPattern:
-        if self.rate is None:
-            return LossPattern.indices(range(BURST_START_PACKET, BURST_START_PACKET + BURST_LENGTH))
-        if self.rate == 0:
-            return LossPattern.none()
-        return LossPattern.random(self.rate, seed=seed, after=LOSS_START_PACKET)
+    def policy(self, seed: int) -> Policy:
+        """The relay policy for the caller-to-gateway direction."""
+        if self.percent is None:
+            return drop_rtp(range(BURST_START_PACKET, BURST_START_PACKET + BURST_LENGTH))
+        if self.percent == 0:
+            return pass_all
+        return loss(self.percent, seed=seed, after=LOSS_START_PACKET)
 
     @property
     def first_loss_packet(self) -> int | None:
-        if self.rate is None:
+        if self.percent is None:
             return BURST_START_PACKET
-        return LOSS_START_PACKET if self.rate else None
+        return LOSS_START_PACKET if self.percent else None
 
 
 CONDITIONS = (
     Condition("0 %", 0.0),
-    Condition("1 %", 0.01),
-    Condition("3 %", 0.03),
-    Condition("5 %", 0.05),
+    Condition("1 %", 1.0),
+    Condition("3 %", 3.0),
+    Condition("5 %", 5.0),
     Condition("burst 4", None),
 )
 
@@ -118,8 +119,8 @@ async def run_quality(
         callers = []
         callees: list[Callee] = []
         for index, condition in enumerate(conditions):
-            relay = await UdpRelay.open()
-            relay.loss_a_to_b = condition.pattern(seed=index + 1)
+            relay = UdpRelay()
+            relay.a_to_b.policy = condition.policy(seed=index + 1)
             relays.append(relay)
             source, sink = TimedSource(clip), TimedSink()
             sources.append(source)
@@ -171,7 +172,9 @@ async def run_quality(
         after_s = (first * 0.02 + 1.0) if first is not None else len(clip) / SAMPLE_RATE - 1.5
         after = _delay_near(source, sink, recording, after_s)
         results.append(
-            QualityResult(path, codec, condition.name, score, before, after, relay.dropped_a_to_b)
+            QualityResult(
+                path, codec, condition.name, score, before, after, relay.a_to_b.rtp_dropped
+            )
         )
     return results
 

@@ -1,7 +1,8 @@
-"""Fault injection on 127.0.0.1: a TCP proxy that can cut, reset, stall or refuse.
+"""Fault injection on 127.0.0.1: a TCP proxy that can cut, reset, stall or refuse,
+and a switch that blackholes the media path (UDP relays in front of media ports).
 
-Put it between a Device and the gateway (``chunderw=proxy.url``) and break the
-signaling socket on demand, the way networks break it.
+Put the proxy between a Device and the gateway (``chunderw=proxy.url``) and break
+the signaling socket on demand, the way networks break it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import socket
 import struct
 
+from benchmarks.udp_relay import DROP, PASS, Datagram, Decision, UdpRelay
 from benchmarks.wire import GatewayChild
 
 
@@ -112,97 +114,28 @@ class GatewayProcess(GatewayChild):
         self.proc = None
 
 
-class _NatProtocol(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: object) -> None:
-        self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.on_datagram(data, addr)  # type: ignore[operator]
-
-
-class UdpNat:
-    """A UDP relay in front of one media port, like a NAT on the path (127.0.0.1 only).
-
-    Peers send to :attr:`port`; each peer gets its own upstream socket towards the
-    target, so the target sees the relay's address (a peer-reflexive candidate) and
-    replies come back through the relay. While the shared ``switch`` says so, every
-    datagram in both directions is dropped.
-    """
-
-    def __init__(self, target_port: int, switch: NatSwitch) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self.switch = switch
-        self.port = 0
-        self._front: _NatProtocol | None = None
-        self._upstreams: dict[tuple[str, int], _NatProtocol] = {}
-        self._pending: set[asyncio.Future[None]] = set()
-        self.forwarded = 0
-        self.dropped = 0
-
-    async def start(self) -> UdpNat:
-        loop = asyncio.get_running_loop()
-        _, front = await loop.create_datagram_endpoint(
-            lambda: _NatProtocol(self._from_peer), local_addr=("127.0.0.1", 0)
-        )
-        self._front = front
-        assert front.transport is not None
-        self.port = front.transport.get_extra_info("sockname")[1]
-        return self
-
-    def _from_peer(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.switch.blackholed:
-            self.dropped += 1
-            return
-        upstream = self._upstreams.get(addr)
-        if upstream is None or upstream.transport is None:
-            task = asyncio.ensure_future(self._open_upstream(addr, data))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-            return
-        self.forwarded += 1
-        upstream.transport.sendto(data, self.target)
-
-    async def _open_upstream(self, peer: tuple[str, int], first: bytes) -> None:
-        loop = asyncio.get_running_loop()
-
-        def back(data: bytes, _: tuple[str, int]) -> None:
-            if self.switch.blackholed:
-                self.dropped += 1
-            elif self._front is not None and self._front.transport is not None:
-                self.forwarded += 1
-                self._front.transport.sendto(data, peer)
-
-        if peer not in self._upstreams:
-            _, proto = await loop.create_datagram_endpoint(
-                lambda: _NatProtocol(back), local_addr=("127.0.0.1", 0)
-            )
-            self._upstreams[peer] = proto
-        transport = self._upstreams[peer].transport
-        if transport is not None and not self.switch.blackholed:
-            transport.sendto(first, self.target)
-
-    def close(self) -> None:
-        for proto in [self._front, *self._upstreams.values()]:
-            if proto is not None and proto.transport is not None:
-                proto.transport.close()
-
-
 class NatSwitch:
-    """One switch for every relay of a test: blackhole or restore the whole path."""
+    """One switch for every relay of a test: blackhole or restore the whole path.
+
+    Each relay (:class:`benchmarks.udp_relay.UdpRelay` in front of one media port,
+    like a NAT) drops every datagram in both directions, STUN and DTLS included,
+    while :attr:`blackholed` is set.
+    """
 
     def __init__(self) -> None:
         self.blackholed = False
-        self.relays: list[UdpNat] = []
+        self.relays: list[UdpRelay] = []
 
-    async def relay(self, target_port: int) -> UdpNat:
-        nat = await UdpNat(target_port, self).start()
-        self.relays.append(nat)
-        return nat
+    def _policy(self, datagram: Datagram) -> Decision:
+        return DROP if self.blackholed else PASS
+
+    def relay(self, target_port: int) -> UdpRelay:
+        """A new relay in front of ``127.0.0.1:target_port`` (peers send to its ``port_for_a``)."""
+        relay = UdpRelay(target=("127.0.0.1", target_port))
+        relay.set_policy(self._policy)
+        self.relays.append(relay)
+        return relay
 
     def close(self) -> None:
-        for nat in self.relays:
-            nat.close()
+        for relay in self.relays:
+            relay.close()

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from recorders import eventually
 
+from benchmarks.udp_relay import UdpRelay
 from softphone.audio_backends.analysis import resample
 from softphone.audio_backends.base import SAMPLE_RATE, Pcm
 from softphone.media.latency import TimedSink, TimedSource
 from softphone.media.peer_connection import PeerConnection
-from softphone.media.udp_relay import UdpRelay
 
 SPEECH = (
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
@@ -62,7 +62,7 @@ class RelayedCall:
 async def relayed_call(clip: Pcm, **options: Any) -> AsyncIterator[RelayedCall]:
     """Two PeerConnections (``options`` for both) with a :class:`UdpRelay` in between."""
     a, b = PeerConnection(**options), PeerConnection(**options)
-    relay = await UdpRelay.open()
+    relay = UdpRelay()
     call = RelayedCall(a, b, relay, TimedSource(clip), TimedSink())
     b.set_remote_sink(call.heard)
     try:

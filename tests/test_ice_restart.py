@@ -1,9 +1,10 @@
 """Issue 5, media side: a dead media path is detected and healed by ICE restart.
 
-Alice's media reaches the gateway through a UDP relay (tests/faults.py ``UdpNat``)
-that can blackhole every datagram. Her peer connection is a plugin override (the
-JS ``RTCPeerConnection`` option) that points the gateway's candidates at relays,
-the way a NAT on the path would look to her.
+Alice's media reaches the gateway through UDP relays (``benchmarks.udp_relay``,
+switched together by tests/faults.py ``NatSwitch``) that can blackhole every
+datagram. Her peer connection is a plugin override (the JS ``RTCPeerConnection``
+option) that points the gateway's candidates at relays, the way a NAT on the path
+would look to her.
 """
 
 from __future__ import annotations
@@ -36,31 +37,31 @@ class NattedPeerConnection(PeerConnection):
         super().__init__(**kwargs)
         self.switch = switch
 
-    async def _through_nat(self, sdp: str) -> str:
+    def _through_nat(self, sdp: str) -> str:
         out, last = [], 0
         for match in CANDIDATE.finditer(sdp):
-            relay = await self.switch.relay(int(match.group(2)))
+            relay = self.switch.relay(int(match.group(2)))
             out.append(
-                sdp[last : match.start()] + match.group(1) + str(relay.port) + match.group(3)
+                sdp[last : match.start()] + match.group(1) + str(relay.port_for_a) + match.group(3)
             )
             last = match.end()
         return "".join(out) + sdp[last:]
 
     async def create_offer(self, source: Any) -> str:
-        return await self._through_nat(await super().create_offer(source))
+        return self._through_nat(await super().create_offer(source))
 
     async def create_answer(self, offer_sdp: str, source: Any) -> str:
-        answer = await super().create_answer(await self._through_nat(offer_sdp), source)
-        return await self._through_nat(answer)
+        answer = await super().create_answer(self._through_nat(offer_sdp), source)
+        return self._through_nat(answer)
 
     async def restart_ice_offer(self) -> str:
-        return await self._through_nat(await super().restart_ice_offer())
+        return self._through_nat(await super().restart_ice_offer())
 
     async def apply_answer(self, sdp: str) -> None:
-        await super().apply_answer(await self._through_nat(sdp))
+        await super().apply_answer(self._through_nat(sdp))
 
     async def apply_ice_restart_answer(self, sdp: str) -> None:
-        await super().apply_ice_restart_answer(await self._through_nat(sdp))
+        await super().apply_ice_restart_answer(self._through_nat(sdp))
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from media_helpers import relayed_call, speech
 from recorders import eventually
 
+from benchmarks.udp_relay import drop_rtp
 from softphone.audio_backends.base import SAMPLE_RATE
 from softphone.media.latency import delay_at
-from softphone.media.udp_relay import LossPattern
 
 pytestmark = pytest.mark.usefixtures("loopback_media")
 
@@ -29,10 +29,10 @@ async def test_lost_packets_do_not_raise_the_latency(
     clip = speech(tmp_path_factory)
     prefs = {"codec_preferences": (codec,)}
     async with relayed_call(clip, **prefs) as call:
-        call.relay.loss_a_to_b = LossPattern.indices(LOST)
+        call.relay.a_to_b.policy = drop_rtp(LOST)
         await eventually(lambda: call.heard.samples > len(clip), timeout=30)
         stats = await call.b.get_stats()
-    assert call.relay.dropped_a_to_b == len(LOST)
+    assert call.relay.a_to_b.dropped == call.relay.a_to_b.rtp_dropped == len(LOST)
 
     def delay_around(clip_seconds: float) -> float:
         found = [
@@ -67,7 +67,7 @@ async def test_remote_sink_none_decodes_nothing(
         call.b.set_remote_sink(None)
         played = (await call.b.get_stats())["totalSamplesReceived"]
         received = (await call.b.get_stats())["packetsReceived"]
-        await eventually(lambda: call.relay.rtp_a_to_b > received + 25, timeout=20)
+        await eventually(lambda: call.relay.a_to_b.rtp > received + 25, timeout=20)
         stats = await call.b.get_stats()
     assert stats["packetsReceived"] > received  # RTCP statistics still follow the stream
     assert stats["totalSamplesReceived"] <= played + 2 * 960  # but nothing more is played

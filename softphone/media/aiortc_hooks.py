@@ -1,10 +1,11 @@
 """The one place that reaches into aiortc/aioice private internals.
 
 aiortc 1.16.0 lacks things a telephony SDK needs (aiortc-probe.md §3, §6):
-host candidates on loopback, DTMF, an encoder that honours the remote fmtp,
-encoded-RTP access (our own receive path, RTP forwarding), RTP timestamps
-that stay continuous across ``replaceTrack``, and the selected candidate
-pair. Each hook below patches as little as possible, mostly per instance
+host candidates on loopback, DTMF, encoded-RTP access (our own receive path,
+RTP forwarding), a payload type per forwarded packet, and the selected
+candidate pair. (Our own encoder needs no hook: ``SendTrack`` hands aiortc
+packets it encoded itself, through aiortc's public route for pre-encoded
+media.) Each hook below patches as little as possible, mostly per instance
 (one sender, receiver or transport), and is pinned by
 ``tests/test_aiortc_hooks.py``, which asserts that every private name used
 here still exists with the expected shape. Importing this module fails
@@ -18,9 +19,8 @@ Private names used (keep in sync with the fence tests):
   ``asyncio.get_running_loop().create_datagram_endpoint(local_addr=(addr, 0))``)
 * ``aiortc.codecs.CODECS["audio"]`` (telephone-event appended)
 * ``aiortc.rtcpeerconnection.filter_preferred_codecs`` (clock-rate bug fixed)
-* ``RTCRtpSender._next_encoded_frame`` / ``_RTCRtpSender__encoder`` / ``_ssrc``,
-  and the sender's use of ``Encoder.pack`` for ``av.Packet`` tracks
-* ``RTCDtlsTransport._send_rtp`` (per instance, RFC 4733 send)
+* ``RTCRtpSender._ssrc`` and ``RTCDtlsTransport._send_rtp`` (per instance: RFC 4733
+  send, the payload type of forwarded packets)
 * ``RTCRtpReceiver._handle_rtp_packet`` (per instance, receive shim and RTP tap)
 * ``RTCRtpReceiver.__codecs`` / ``__remote_streams`` / ``__active_ssrc`` and
   ``aiortc.rtcrtpreceiver.StreamStatistics`` (RTCP statistics of tapped packets)
@@ -42,37 +42,31 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fractions
 import logging
 import random
 import ssl
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aioice
 import aioice.ice
 import aiortc
 import aiortc.codecs
-import aiortc.codecs.base
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
-import av
 from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import clock as aiortc_clock
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from softphone.audio_backends.base import FRAME_SAMPLES, SAMPLE_RATE
-from softphone.media.audio_codecs import AudioEncoder, make_encoder
 from softphone.media.ice_gathering import (
     GatheringReport,
     IceGatheringSettings,
     relay_local_preference,
 )
-from softphone.media.opus import OpusSettings
 from softphone.media.rfc4733 import (
     PAUSE_MS,
     AudioTimeline,
@@ -94,7 +88,6 @@ __all__ = [
     "DtmfSender",
     "IceRestarter",
     "ReceiveShim",
-    "SenderEncoder",
     "check_versions",
     "close_peer_connection",
     "configure_ice",
@@ -106,7 +99,6 @@ __all__ = [
     "receive_shim",
     "register_telephone_event",
     "selected_candidate_pair",
-    "set_sender_opus_params",
     "settings_of",
     "stamp_track_payload_types",
     "transceiver_codecs",
@@ -320,146 +312,17 @@ def _codec_info(codec: Any) -> CodecInfo:
 
 # --------------------------------------------------------------------------- sender
 
-_ENCODER_ATTR: Final = "_RTCRtpSender__encoder"
-_TS_MOD: Final = 1 << 32
-
-
-class SenderEncoder(aiortc.codecs.base.Encoder):
-    """An aiortc ``Encoder`` backed by our codecs (:mod:`softphone.media.audio_codecs`).
-
-    Installed by :func:`set_sender_opus_params` in place of aiortc's encoder:
-
-    * Opus: mono, with the bitrate, FEC and DTX the peer's fmtp asks for
-      (aiortc's is a fixed 96 kbit/s stereo encoder that ignores the fmtp:
-      139 kbit/s measured on speech);
-    * G.711: our 2 ms FIR resampler instead of FFmpeg's, which holds a whole
-      20 ms frame back (aiortc-probe.md §4);
-    * ``pack`` (pre-encoded ``av.Packet`` from a :class:`PacketTrack`): the
-      payload as is, its ``pts`` as the timestamp.
-
-    Frames are expected as the :class:`SourceTrack` makes them (48 kHz mono
-    s16, 960 samples); anything else goes through an FFmpeg resampler first.
-    """
-
-    def __init__(self, codec: Any, opus: OpusSettings) -> None:
-        info = _codec_info(codec)
-        self.encoder: AudioEncoder = make_encoder(info, opus)
-        self.clock_rate = info.clock_rate
-        self._time_base = fractions.Fraction(1, info.clock_rate)
-        self._resampler: av.AudioResampler | None = None
-
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        """Encode one audio frame; the timestamp is its pts in RTP clock units.
-
-        Like aiortc's encoders, returns no payloads (and a meaningless
-        timestamp) while a resampler is still filling its first frame.
-        """
-        frames = [frame]
-        if not (
-            frame.format.name == "s16"
-            and frame.layout.name == "mono"
-            and frame.sample_rate == SAMPLE_RATE
-            and frame.samples == FRAME_SAMPLES
-        ):
-            if self._resampler is None:
-                self._resampler = av.AudioResampler(
-                    format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=FRAME_SAMPLES
-                )
-            frames = self._resampler.resample(frame)
-        payloads: list[bytes] = []
-        timestamp: int | None = None
-        for block in frames:
-            if timestamp is None:
-                base = block.time_base or fractions.Fraction(1, SAMPLE_RATE)
-                timestamp = int((block.pts or 0) * base * self.clock_rate)
-            payloads += self.encoder.encode(block.to_ndarray().reshape(-1))
-        return payloads, timestamp or 0
-
-    def pack(self, packet: Any) -> tuple[list[bytes], int]:
-        """Send a pre-encoded payload; its pts (any time base) becomes the timestamp."""
-        timestamp = int(packet.pts * packet.time_base / self._time_base)
-        return [bytes(packet)], timestamp
-
-
-@dataclass
-class _SenderState:
-    """Per-sender settings and the RTP timestamp continuity across track changes."""
-
-    opus: OpusSettings = field(default_factory=OpusSettings)
-    track: Any = None
-    offset: int = 0
-    last_timestamp: int | None = None
-
-    def align(self, track: Any, frame: Any, frame_units: int) -> None:
-        """Shift ``frame``'s timestamp so a new track continues where the old one ended.
-
-        aiortc stamps each frame with ``origin + the track's own timeline``; a
-        :class:`PacketTrack` (forwarded RTP) and a :class:`SourceTrack` have
-        unrelated timelines, so a ``replaceTrack`` between them would make the
-        far end see the RTP timestamp jump, possibly backwards.
-        """
-        if track is not self.track:
-            if self.last_timestamp is not None:
-                self.offset = (self.last_timestamp + frame_units - frame.timestamp) % _TS_MOD
-            self.track = track
-        frame.timestamp = (frame.timestamp + self.offset) % _TS_MOD
-        self.last_timestamp = frame.timestamp
-
-
-_sender_states: weakref.WeakKeyDictionary[Any, _SenderState] = weakref.WeakKeyDictionary()
-
-
-def _sender_state(sender: Any) -> _SenderState:
-    """The sender's state, wrapping ``sender._next_encoded_frame`` on first use."""
-    state = _sender_states.get(sender)
-    if state is not None:
-        return state
-    state = _sender_states[sender] = _SenderState()
-    original = sender._next_encoded_frame
-    sender_ref = weakref.ref(sender)
-
-    async def _next_encoded_frame(codec: Any) -> Any:
-        owner = sender_ref()
-        if owner is None:
-            return await original(codec)
-        current = _sender_states.get(owner, state)
-        if getattr(owner, _ENCODER_ATTR) is None:
-            setattr(owner, _ENCODER_ATTR, SenderEncoder(codec, current.opus))
-        track = owner.track  # the track this call reads from (aiortc reads it first thing)
-        frame = await original(codec)
-        if frame is not None:
-            current.align(track, frame, codec.clockRate // 50)
-        return frame
-
-    sender._next_encoded_frame = _next_encoded_frame
-    return state
-
-
-def set_sender_opus_params(sender: Any, *, bitrate: int | None, fec: bool, dtx: bool) -> bool:
-    """Give ``sender`` our encoder (:class:`SenderEncoder`) with these Opus settings.
-
-    The encoder is created the first time a frame is encoded, so settings
-    only reach an encoder not yet created: returns False when the sender
-    already encodes (a new encoder mid-stream would restart the Opus state).
-    ``bitrate=None``: 96 kbit/s, or 128 kbit/s with FEC (see :mod:`softphone.media.opus`).
-    DTX is passed to libopus as asked.
-    Also keeps the sender's RTP timestamps continuous across track changes
-    (see :meth:`_SenderState.align`).
-    """
-    state = _sender_state(sender)
-    state.opus = OpusSettings(bitrate=bitrate, fec=fec, dtx=dtx)
-    return getattr(sender, _ENCODER_ATTR) is None
-
 
 def stamp_track_payload_types(sender: Any) -> None:
     """Send each packet of ``sender`` with the payload type its track names (idempotent).
 
-    aiortc stamps every packet with the first negotiated codec's PT. A
-    :class:`PacketTrack` may forward payloads of another negotiated codec
-    (the far leg sends PCMU while this one lists Opus first); its
-    ``payload_type`` attribute names the PT of the packet being sent, and
-    this wrapper of ``sender.transport._send_rtp`` (plaintext, before SRTP)
-    writes it into the header. Packets of other tracks are left alone.
+    aiortc stamps every packet with the first negotiated codec's PT. Forwarded
+    payloads (a ``PacketTrack`` sent by the leg's ``SendTrack``) may be in
+    another negotiated codec (the far leg sends PCMU while this one lists Opus
+    first); the track's ``payload_type`` attribute names the PT of the packet
+    being sent, and this wrapper of ``sender.transport._send_rtp`` (plaintext,
+    before SRTP) writes it into the header. Packets whose track names none
+    (our own encoded audio) are left alone.
     """
     transport = sender.transport
     if getattr(transport, _PT_HOOK_ATTR, None) is sender:

@@ -215,8 +215,8 @@ def encoder_options(settings: OpusSettings) -> dict[str, str]:
 class OpusEncoder:
     """Mono 48 kHz, 20 ms Opus encoding of int16 PCM blocks (FFmpeg's libopus).
 
-    The gateway's transcoder uses it; the SDK's sender gets the same settings
-    through :func:`encoder_options` (``aiortc_hooks``).
+    The gateway's transcoder and every leg's sender
+    (:class:`~softphone.media.send_track.SendTrack`) use it.
     """
 
     def __init__(self, settings: OpusSettings = OpusSettings()) -> None:

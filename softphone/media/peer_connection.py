@@ -6,10 +6,11 @@ wrapper (media-behaviour.md §1, §2, §4, §5):
 * local offers/answers: codec order via ``setCodecPreferences``, the
   ``maxaveragebitrate`` munge and ``useinbandfec=1`` (our receive path uses
   the peer's Opus FEC); remote SDPs: codec-order munging;
-* send: a clocked :class:`SourceTrack` (mute = silence, RTP keeps flowing),
-  our encoder honouring the peer's fmtp (``maxaveragebitrate``,
-  ``useinbandfec``, ``usedtx``, mono), 20 ms packets; or, for a gateway, a
-  :class:`PacketTrack` of already-encoded packets (:meth:`use_packet_track`);
+* send: a :class:`SendTrack` hands aiortc packets it encoded itself, from a
+  clocked :class:`SourceTrack` (mute = silence, RTP keeps flowing) with our
+  encoder honouring the peer's fmtp (``maxaveragebitrate``, ``useinbandfec``,
+  ``usedtx``, mono), 20 ms packets; or, for a gateway, the already-encoded
+  payloads of a :class:`PacketTrack` (:meth:`use_packet_track`);
 * receive: RTP taken from aiortc right after SRTP into our own adaptive jitter
   buffer, decoder and concealment, played out on a 20 ms clock into an
   :class:`AudioSink` as 48 kHz mono int16 (:mod:`softphone.media.playout`).
@@ -75,6 +76,7 @@ from softphone.media.sdp import (
     set_max_average_bitrate,
     strip_stray_cr,
 )
+from softphone.media.send_track import SendTrack
 from softphone.media.source_track import SourceTrack
 
 __all__ = [
@@ -199,7 +201,8 @@ class PeerConnection:
         self._allowed = None if codecs is None else {c.lower() for c in codecs}
         self._pc = RTCPeerConnection(configuration=_aiortc_configuration(self._rtc))
         self._pc.on("connectionstatechange", self._on_state_change)
-        self._track = SourceTrack(None)
+        self._source_track = SourceTrack(None)
+        self._send_track = SendTrack(self._source_track)
         self._transceiver: Any = None
         self._shim: hooks.ReceiveShim | None = None
         self._dtmf: hooks.DtmfSender | None = None
@@ -296,20 +299,20 @@ class PeerConnection:
     @property
     def muted(self) -> bool:
         """Send silence instead of the source (RTP keeps flowing)."""
-        return self._track.muted
+        return self._source_track.muted
 
     @muted.setter
     def muted(self, value: bool) -> None:
-        self._track.muted = bool(value)
+        self._source_track.muted = bool(value)
 
     @property
     def source(self) -> AudioSource | None:
         """The current local audio source."""
-        return self._track.source
+        return self._source_track.source
 
     def replace_source(self, source: AudioSource | None) -> None:
         """Read local audio from ``source`` from the next frame on (no renegotiation)."""
-        self._track.replace_source(source)
+        self._source_track.replace_source(source)
 
     def set_remote_sink(self, sink: AudioSink | None) -> None:
         """Write remote audio (48 kHz mono int16) to ``sink``; None discards it.
@@ -333,14 +336,9 @@ class PeerConnection:
         """
         if self._transceiver is None:
             raise RuntimeError("no transceiver yet: call create_offer or create_answer first")
-        sender = self._transceiver.sender
-        previous = sender.track
-        successor = track if track is not None else self._track
         if track is not None:
-            hooks.stamp_track_payload_types(sender)
-        sender.replaceTrack(successor)
-        if isinstance(previous, PacketTrack) and previous is not successor:
-            previous.hand_over(successor)
+            hooks.stamp_track_payload_types(self._transceiver.sender)
+        self._send_track.use_packets(track)
 
     # ------------------------------------------------------------------ negotiation
 
@@ -471,8 +469,8 @@ class PeerConnection:
             raise RuntimeError("PeerConnection is closed")
         if self._transceiver is not None:
             raise RuntimeError("this PeerConnection already negotiated (no renegotiation yet)")
-        self._track.replace_source(source)
-        transceiver = self._pc.addTransceiver(self._track, direction="sendrecv")
+        self._source_track.replace_source(source)
+        transceiver = self._pc.addTransceiver(self._send_track, direction="sendrecv")
         hooks.configure_ice(
             self._pc,
             IceGatheringSettings(
@@ -487,9 +485,6 @@ class PeerConnection:
         self._shim = hooks.receive_shim(transceiver.receiver)
         self._shim.on_dtmf = self._dispatch_dtmf
         self._dtmf = hooks.dtmf_sender(transceiver.sender)
-        hooks.set_sender_opus_params(
-            transceiver.sender, bitrate=self._max_average_bitrate, fec=False, dtx=False
-        )
         self._transceiver = transceiver
 
     def _audio_codec(self) -> CodecInfo | None:
@@ -524,12 +519,8 @@ class PeerConnection:
             fec=bool(remote and remote.use_inband_fec),
             dtx=bool(remote and remote.use_dtx),
         )
-        hooks.set_sender_opus_params(
-            transceiver.sender,
-            bitrate=self._opus_settings.bitrate,
-            fec=self._opus_settings.fec,
-            dtx=self._opus_settings.dtx,
-        )
+        if audio is not None:
+            self._send_track.configure(audio, self._opus_settings)
         if self._receive_path == "softphone":
             self._start_playout()
         else:
@@ -728,7 +719,7 @@ class PeerConnection:
         if self._dtmf is not None:
             self._dtmf.close()
         await hooks.close_peer_connection(self._pc)
-        self._track.stop()
+        self._send_track.stop()
         if self._playout is not None:
             await self._playout.close()
         if self._pump is not None:
