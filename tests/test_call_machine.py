@@ -25,20 +25,38 @@ TEMP = "TJSabc"
 SID = "CA123"
 
 
-def outgoing(**kwargs: Any) -> CallMachine:
-    return CallMachine(CallDirection.OUTGOING, TEMP, now=0.0, **kwargs)
+class Machine(CallMachine):
+    """The machine with its insights ``Publish`` actions set aside in ``published``
+    (group/name), so the lifecycle assertions read the I/O actions alone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.published: list[str] = []
+
+    def process(self, event: cm.CallEvent, now: float) -> list[cm.CallAction]:
+        out = []
+        for action in super().process(event, now):
+            if isinstance(action, cm.Publish):
+                self.published.append(f"{action.event.group}/{action.event.name}")
+            else:
+                out.append(action)
+        return out
 
 
-def incoming(**kwargs: Any) -> CallMachine:
+def outgoing(**kwargs: Any) -> Machine:
+    return Machine(CallDirection.OUTGOING, TEMP, now=0.0, **kwargs)
+
+
+def incoming(**kwargs: Any) -> Machine:
     kwargs.setdefault("callsid", SID)
-    return CallMachine(CallDirection.INCOMING, TEMP, now=0.0, **kwargs)
+    return Machine(CallDirection.INCOMING, TEMP, now=0.0, **kwargs)
 
 
 def emitted(actions: list[cm.CallAction]) -> list[str]:
     return [a.name for a in actions if isinstance(a, cm.Emit)]
 
 
-def open_outgoing(token: str | None = "RT1") -> CallMachine:
+def open_outgoing(token: str | None = "RT1") -> Machine:
     m = outgoing()
     m.process(cm.Accept(), 0.0)
     m.process(cm.LocalOffer("offer"), 0.1)
@@ -48,7 +66,7 @@ def open_outgoing(token: str | None = "RT1") -> CallMachine:
     return m
 
 
-def open_incoming() -> CallMachine:
+def open_incoming() -> Machine:
     m = incoming(reconnect_token="RT1")
     m.process(cm.Accept(), 0.0)
     m.process(cm.LocalAnswer("answer"), 0.1)
@@ -338,7 +356,7 @@ def test_signaling_connected_before_media_sends_nothing() -> None:
 
 
 # -- media health and ICE restart (fake clock) ---------------------------------------------
-def feed(m: CallMachine, start: float, stop: float, count: int) -> list[cm.CallAction]:
+def feed(m: Machine, start: float, stop: float, count: int) -> list[cm.CallAction]:
     """Readings every 0.5 s from ``start`` to ``stop`` with the same packet count."""
     out: list[cm.CallAction] = []
     t = start
@@ -442,7 +460,7 @@ def test_any_legal_sequence_keeps_the_invariants(
     direction: CallDirection, events: list[cm.CallEvent]
 ) -> None:
     """Closed is final, ``accept`` once at most, one ending at most, frames never raise."""
-    m = CallMachine(direction, TEMP, now=0.0, callsid=SID if direction == "INCOMING" else None)
+    m = Machine(direction, TEMP, now=0.0, callsid=SID if direction == "INCOMING" else None)
     names: list[str] = []
     closed = False
     for i, event in enumerate(events):
@@ -553,3 +571,54 @@ def test_an_ice_failure_that_never_recovers_gives_up_after_thirty_seconds() -> N
     assert emitted(feed(m, 1.5, 30.5, 5)) == ["warning"]
     assert "error" in emitted(m.process(cm.InboundPackets(5), 31.0))
     assert m.state is CallState.CLOSED
+
+
+# -- insights: the JS SDK's events at the JS sites ----------------------------------------
+def test_lifecycle_sites_publish_the_js_insights_events() -> None:
+    m = outgoing()
+    m.process(cm.Accept(), 0.0)
+    m.process(cm.LocalOffer("offer"), 0.1)
+    m.process(cm.RingingFrame(SID, None), 0.2)
+    m.process(cm.AnswerFrame(SID, "answer", "RT1"), 0.3)
+    m.process(cm.RemoteAnswerApplied(), 0.4)
+    m.process(cm.TransportClosed(), 1.0)
+    m.process(cm.AnswerFrame(SID, None, "RT2"), 2.0)
+    m.process(cm.HangupFrame(SID), 3.0)
+    assert m.published == [
+        "connection/outgoing-ringing",
+        "connection/accepted-by-remote",
+        "connection/reconnecting",
+        "connection/reconnected",
+        "connection/disconnected-by-remote",
+    ]
+
+
+def test_local_endings_publish_who_ended_the_call() -> None:
+    rejected, ignored, cancelled = incoming(), incoming(), incoming()
+    rejected.process(cm.Reject(), 0.0)
+    ignored.process(cm.Ignore(), 0.0)
+    cancelled.process(cm.CancelFrame(SID), 0.0)
+    hung_up = open_incoming()
+    hung_up.process(cm.Disconnect(), 1.0)
+    assert rejected.published == ["connection/rejected-by-local"]
+    assert ignored.published == ["connection/ignored-by-local"]
+    assert cancelled.published == ["connection/cancel"]
+    assert hung_up.published == ["connection/accepted-by-local", "connection/disconnected-by-local"]
+    assert incoming().process(cm.Reject(), 0.0) and open_incoming().published == [
+        "connection/accepted-by-local"
+    ]
+
+
+def test_media_reconnection_publishes_the_warning_error_and_restore() -> None:
+    m = open_outgoing()
+    m.published.clear()
+    m.process(cm.InboundPackets(10), 1.0)
+    m.process(cm.InboundPackets(10), 3.5)
+    m.process(cm.InboundPackets(11), 4.0)
+    assert m.published == [
+        "network-quality-warning-raised/ice-connectivity-lost",
+        "connection/error",
+        "connection/reconnecting",
+        "network-quality-warning-cleared/ice-connectivity-lost",
+        "connection/reconnected",
+    ]

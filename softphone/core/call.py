@@ -29,6 +29,7 @@ from softphone.core.call_quality import (
     EmitWarning,
     EmitWarningCleared,
     LowBytes,
+    PublishWarning,
     QualityOutput,
 )
 from softphone.core.errors import (
@@ -45,6 +46,9 @@ from softphone.core.errors import (
 from softphone.core.events import EventEmitter
 from softphone.core.media_health import GIVE_UP_AFTER_S, LOST_AFTER_S
 from softphone.core.remote_audio import RemoteAudio
+from softphone.insights import events as insights
+from softphone.insights.call_reporter import CallReporter
+from softphone.insights.events import CallInfo
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.connect_token import encode_connect_token
 from softphone.signaling.messages import (
@@ -64,6 +68,7 @@ from softphone.signaling.params import (
     voice_event_sid,
 )
 from softphone.signaling.pstream import PStream, StreamStatus
+from softphone.version import __version__
 
 log = logging.getLogger("softphone.call")
 
@@ -157,7 +162,30 @@ class Call(EventEmitter):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dtmf_lock = asyncio.Lock()
         self.feedback: list[dict[str, Any]] = []
+        self._insights = CallReporter(
+            device.publisher,
+            self._call_info,
+            sdk_version=__version__,
+            dscp=bool(device.options.dscp),
+        )
         self.attach_stream(stream)
+        if direction is CallDirection.INCOMING:
+            self._insights.publish(insights.connection_event("incoming"))
+        else:
+            self._insights.publish(
+                insights.outgoing(
+                    preflight=bool(device.options.preflight), reconnect=is_connect_token_call
+                )
+            )
+
+    def _call_info(self) -> CallInfo:
+        """The call's ids for an insights event, as they are when it is published."""
+        return CallInfo(
+            call_sid=self.call_sid,
+            temp_call_sid=self.outbound_connection_id,
+            direction=self.direction.value,
+            codec=self.codec or None,
+        )
 
     # -- construction helpers ----------------------------------------------------------
     @classmethod
@@ -320,6 +348,7 @@ class Call(EventEmitter):
         if self._pc is not None:
             self._pc.muted = should_mute
         if changed:
+            self._insights.publish(insights.muted(should_mute))
             self.emit("mute", should_mute, self)
 
     def send_digits(self, digits: str) -> None:
@@ -343,7 +372,7 @@ class Call(EventEmitter):
         if stream is not None and stream.status is not StreamStatus.DISCONNECTED:
             stream.dtmf(self.call_sid or self.outbound_connection_id, digits)
         else:
-            self.emit("error", GeneralErrors.ConnectionError("Could not send DTMF: signaling down"))
+            self._emit_error(GeneralErrors.ConnectionError("Could not send DTMF: signaling down"))
 
     async def _insert_dtmf_in_order(self, pc: PeerConnection, digits: str) -> None:
         """Play ``digits`` as RFC 4733: each run to its end, then 500 ms per ``w``.
@@ -409,8 +438,9 @@ class Call(EventEmitter):
     async def post_feedback(self, score: int | None = None, issue: str | None = None) -> None:
         """Record call-quality feedback (1-5 and an optional issue name).
 
-        There is no insights service here: the feedback is kept on ``call.feedback``
-        and logged at INFO so an app's log pipeline can collect it.
+        Published to insights as ``feedback/received`` (or ``received-none``), even with
+        ``publish_events`` off as in the JS SDK; also kept on ``call.feedback`` and
+        logged at INFO.
         """
         if score is None:
             entry: dict[str, Any] = {"score": None, "issue": None, "declined": True}
@@ -422,6 +452,7 @@ class Call(EventEmitter):
             entry = {"score": score, "issue": issue, "declined": False}
         entry["callsid"] = self.call_sid
         self.feedback.append(entry)
+        self._insights.publish(insights.feedback(score, issue))
         log.info("call feedback %s", entry)
 
     # -- the machine -------------------------------------------------------------------
@@ -435,8 +466,12 @@ class Call(EventEmitter):
         stream = self._stream
         stream_up = stream is not None and stream.status is not StreamStatus.DISCONNECTED
         match action:
+            case cm.Emit("error", (TwilioError() as error,)):
+                self._emit_error(error)
             case cm.Emit(name, args):
                 self.emit(name, *cm.replace_call(args, self))
+            case cm.Publish(event):
+                self._insights.publish(event)
             case cm.StartMedia():
                 self._spawn(self._start_media(*self._media_args))
             case cm.SendInvite(sdp, temp_sid):
@@ -485,8 +520,15 @@ class Call(EventEmitter):
             case cm.LearnCallSid(callsid):
                 self.parameters["CallSid"] = callsid
 
+    def _emit_error(self, error: TwilioError) -> None:
+        """Emit ``error`` on the call and publish it (JS: every Call error is published)."""
+        self._insights.publish(insights.connection_error(error.code, error.message))
+        self.emit("error", error)
+
     def _on_connected(self) -> None:
-        """First open: route remote audio to the speaker, watch the media, say ``audio``."""
+        """First open: codec settings to insights, remote audio to the speaker, the watch."""
+        if self._pc is not None and self._pc.local_sdp:
+            self._insights.publish(insights.codec_settings(self._pc.local_sdp))
         self._speaker = self._device.call_output(self)
         if self._speaker is not None:
             self._remote.add_sink(self._speaker)
@@ -505,12 +547,18 @@ class Call(EventEmitter):
         try:
             source = await self._device.audio_input(rtc_constraints)
         except TwilioError as exc:
+            denied = exc.code == 31208
+            failure_info = {"code": exc.code, "message": exc.message}
+            self._insights.publish(
+                insights.get_user_media_failed(rtc_constraints or {}, failure_info, denied=denied)
+            )
             self._process(cm.SetupFailed(exc, hangup=True, error_first=False))
             return
         except Exception as exc:  # a get_user_media hook failing in its own way
             failure = UserMediaErrors.AcquisitionFailedError(str(exc), exc)
             self._process(cm.SetupFailed(failure, hangup=True, error_first=False))
             return
+        self._insights.publish(insights.get_user_media_succeeded(rtc_constraints or {}))
         if self.status() is CallState.CLOSED:
             source.close()
             return
@@ -628,9 +676,15 @@ class Call(EventEmitter):
         match output:
             case EmitSample(sample, codec):
                 self.codec = codec or self.codec
+                self._insights.sample(sample.to_dict(), 0.0, 0.0)
                 self.emit("sample", sample)
             case EmitWarning(name, data):
                 self.emit("warning", name, data)
+            case PublishWarning(stat, name, threshold, value, cleared):
+                event = insights.quality_warning(
+                    stat, name, threshold, value, cleared=cleared, muted=self._muted
+                )
+                self._insights.publish(event)
             case EmitWarningCleared(name):
                 self.emit("warning-cleared", name)
             case LowBytes(name, active):
@@ -700,11 +754,21 @@ class Call(EventEmitter):
         sid = message.voiceeventsid
         if sid is None or sid not in self._pending_messages:
             return
-        self.emit("messageSent", self._pending_messages.pop(sid))
+        sent = self._pending_messages.pop(sid)
+        self._insights.publish(
+            insights.call_message(sent["messageType"], sent["contentType"], sid, sent=True)
+        )
+        self.emit("messageSent", sent)
 
     def _on_message(self, message: CallMessage) -> None:
         if not self._is_mine(message.callsid):
             return
+        if message.messagetype and message.voiceeventsid:
+            self._insights.publish(
+                insights.call_message(
+                    message.messagetype, message.contenttype, message.voiceeventsid, sent=False
+                )
+            )
         self.emit(
             "messageReceived",
             {
@@ -723,7 +787,9 @@ class Call(EventEmitter):
         if not self._is_mine(info.get("callsid")) or sid not in self._pending_messages:
             return
         del self._pending_messages[sid]
-        self.emit("error", call_error_from_message_error(dict(raw)))
+        error = call_error_from_message_error(dict(raw))
+        self._insights.publish(insights.call_message_error(error.code, error.message, sid))
+        self._emit_error(error)
 
     def _on_transport_close(self) -> None:
         self._process(cm.TransportClosed())
@@ -735,6 +801,7 @@ class Call(EventEmitter):
 
     # -- teardown ----------------------------------------------------------------------
     def _close_media(self) -> None:
+        self._insights.media_closed()
         if self._restart_task is not None:
             self._restart_task.cancel()
             self._restart_task = None

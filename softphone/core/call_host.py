@@ -1,8 +1,8 @@
 """What a Call needs from its Device, as small Protocols instead of the whole Device.
 
-A :class:`~softphone.core.call.Call` asks its host for five things: the options in
-force, the sounds (play one, stop ringing for a call), an input source, a peer
-connection, and where its remote audio goes. Naming exactly these lets a test
+A :class:`~softphone.core.call.Call` asks its host for six things: the options in
+force, the sounds (play one, stop ringing for a call), the insights publisher, an
+input source, a peer connection, and where its remote audio goes. Naming exactly these lets a test
 drive a Call with a small fake host, and keeps ``call`` from importing ``device``.
 """
 
@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from softphone.audio_backends.base import AudioSink, AudioSource
 from softphone.core.audio_helper import HelperCall
 from softphone.core.options import DeviceOptions
+from softphone.insights.publisher import EventPublisher
 from softphone.media.peer_connection import PeerConnection
 
 
@@ -37,6 +38,10 @@ class CallHost(Protocol):
     @property
     def sounds(self) -> CallSounds:
         """The Device's sounds."""
+
+    @property
+    def publisher(self) -> EventPublisher | None:
+        """Where the call's insights events go (None: nowhere)."""
 
     async def audio_input(self, constraints: Mapping[str, Any] | None = None) -> AudioSource:
         """The audio source for a new call."""

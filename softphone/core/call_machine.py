@@ -30,10 +30,19 @@ import attrs
 
 from softphone.core.errors import MediaErrors, SignalingErrors, TwilioError
 from softphone.core.media_health import GIVE_UP_AFTER_S, LOST_AFTER_S, HealthEvent, MediaHealth
+from softphone.insights import events as insights
+from softphone.insights.events import InsightsEvent
 from softphone.signaling import codes
 
 MEDIA_FAILED_MESSAGE: Final = (
     "Call disconnected: the media connection was interrupted and did not recover"
+)
+
+ICE_LOST_MESSAGE: Final = (
+    "ICE liveliness check failed. May be having trouble connecting to Twilio"
+)
+ICE_RESTORED_MESSAGE: Final = (
+    "ICE liveliness check succeeded. Connection with Twilio restored"
 )
 
 
@@ -349,6 +358,13 @@ class StopIceRestart:
 
 
 @attrs.frozen
+class Publish:
+    """Publish an insights event (the JS SDK's event at this point of the call)."""
+
+    event: InsightsEvent
+
+
+@attrs.frozen
 class LearnCallSid:
     """The gateway told us our CallSid."""
 
@@ -374,6 +390,7 @@ CallAction = (
     | DetachStream
     | StartIceRestart
     | StopIceRestart
+    | Publish
     | LearnCallSid
 )
 
@@ -487,6 +504,7 @@ class CallMachine:
 
     def _hangup_and_close(self, message: str | None) -> None:
         self._do(SendHangup(self.call_id, message))
+        self._do(Publish(insights.connection_event("disconnected-by-local")))
         self._close()
 
     def _maybe_open(self) -> None:
@@ -499,7 +517,12 @@ class CallMachine:
             if not self.was_connected:
                 self.was_connected = True
                 self.health.reset()
-                self._do(CallConnected(), Emit("accept", (CALL,)), EmitAudio())
+                self._do(
+                    Publish(insights.accepted(self.direction.value)),
+                    CallConnected(),
+                    Emit("accept", (CALL,)),
+                    EmitAudio(),
+                )
 
     def _media_is_open(self) -> None:
         self.media_open = True
@@ -518,7 +541,7 @@ class CallMachine:
             and not self.media_reconnecting
         ):
             self._enter(CallState.OPEN)
-            self._do(Emit("reconnected"))
+            self._do(Publish(insights.connection_event("reconnected")), Emit("reconnected"))
 
     # -- handlers: the app -------------------------------------------------------------
     def _on_accept(self, _: Accept) -> None:
@@ -532,12 +555,17 @@ class CallMachine:
             self._do(SendReject(self.callsid))
         self.cancelled_or_rejected = True
         self._enter(CallState.CLOSED)
-        self._do(CloseMedia(), Emit("reject"), DetachStream())
+        self._do(
+            CloseMedia(),
+            Emit("reject"),
+            Publish(insights.connection_event("rejected-by-local")),
+            DetachStream(),
+        )
 
     def _on_ignore(self, _: Ignore) -> None:
         self.ignored = True
         self._enter(CallState.CLOSED)
-        self._do(StopRinging())
+        self._do(StopRinging(), Publish(insights.connection_event("ignored-by-local")))
 
     def _on_disconnect(self, _: Disconnect) -> None:
         self._hangup_and_close(None)
@@ -574,7 +602,10 @@ class CallMachine:
             return
         self._learn_callsid(event.callsid)
         self._enter(CallState.RINGING)
-        self._do(Emit("ringing", (bool(event.sdp),)))
+        self._do(
+            Publish(insights.outgoing_ringing(bool(event.sdp))),
+            Emit("ringing", (bool(event.sdp),)),
+        )
         if event.sdp:
             self._remote_answer(event.sdp)
 
@@ -606,6 +637,7 @@ class CallMachine:
     def _on_hangup(self, event: HangupFrame) -> None:
         if event.callsid is not None and not self.is_mine(event.callsid):
             return
+        self._do(Publish(insights.connection_event("disconnected-by-remote")))
         if event.error is not None:
             self._do(Emit("error", (event.error,)))
         self._close()
@@ -615,7 +647,13 @@ class CallMachine:
             return
         self.cancelled_or_rejected = True
         self._enter(CallState.CLOSED)
-        self._do(CloseMedia(), Emit("cancel"), StopRinging(), DetachStream())
+        self._do(
+            CloseMedia(),
+            Emit("cancel"),
+            StopRinging(),
+            Publish(insights.connection_event("cancel")),
+            DetachStream(),
+        )
 
     def _on_cancel_after_ignore(self, event: CancelFrame) -> None:
         """An ignored call is closed locally; the caller's ``cancel`` still ends it."""
@@ -635,7 +673,10 @@ class CallMachine:
             return
         self._enter(CallState.RECONNECTING)
         self.signaling_reconnecting = True
-        self._do(Emit("reconnecting", (SignalingErrors.ConnectionDisconnected(),)))
+        self._do(
+            Publish(insights.connection_event("reconnecting")),
+            Emit("reconnecting", (SignalingErrors.ConnectionDisconnected(),)),
+        )
 
     def _on_signaling_connected(self, event: SignalingConnected) -> None:
         if not (self.reconnect_token and self.callsid and self.media_open and event.local_sdp):
@@ -668,7 +709,10 @@ class CallMachine:
 
     def _on_ice_gathering_failed(self, event: IceGatheringFailed) -> None:
         """No candidate: a warning, and once the call is up a media reconnection (53405)."""
-        self._do(Emit("warning", ("ice-gathering-state", {"reason": event.reason})))
+        self._do(
+            Publish(insights.ice_gathering_failure(event.reason)),
+            Emit("warning", ("ice-gathering-state", {"reason": event.reason})),
+        )
         if self.state in (CallState.OPEN, CallState.RECONNECTING):
             self._media_failed()
 
@@ -684,7 +728,10 @@ class CallMachine:
     def _ice_disconnected(self) -> None:
         if not self.ice_warning:
             self.ice_warning = True
-            self._do(Emit("warning", ("ice-connectivity-lost",)))
+            self._do(
+                Publish(insights.ice_connectivity_lost(ICE_LOST_MESSAGE)),
+                Emit("warning", ("ice-connectivity-lost",)),
+            )
 
     def _ice_connected(self) -> None:
         """ICE is back (or packets flow again): clear the warning, end a media reconnection."""
@@ -695,7 +742,10 @@ class CallMachine:
             self._do(StopIceRestart())
         if self.ice_warning:
             self.ice_warning = False
-            self._do(Emit("warning-cleared", ("ice-connectivity-lost",)))
+            self._do(
+                Publish(insights.ice_connectivity_restored(ICE_RESTORED_MESSAGE)),
+                Emit("warning-cleared", ("ice-connectivity-lost",)),
+            )
         self._maybe_reconnected()
 
     def _media_failed(self) -> None:
@@ -706,8 +756,11 @@ class CallMachine:
         self.media_failed_at = self.now
         self.packets_at_failure = self.packets
         self._enter(CallState.RECONNECTING)
+        error = MediaErrors.ConnectionError("Media connection failed.")
         self._do(
-            Emit("reconnecting", (MediaErrors.ConnectionError("Media connection failed."),)),
+            Publish(insights.media_connection_error(error)),
+            Publish(insights.connection_event("reconnecting")),
+            Emit("reconnecting", (error,)),
             StartIceRestart(),
         )
 

@@ -85,6 +85,18 @@ class EmitWarningCleared:
 
 
 @attrs.frozen
+class PublishWarning:
+    """Publish a quality warning raised or cleared to insights (all of them, muted or not:
+    the builder knows what JS leaves out)."""
+
+    stat: str
+    name: str
+    threshold: float | None
+    value: Any
+    cleared: bool
+
+
+@attrs.frozen
 class LowBytes:
     """A low-bytes warning was raised or cleared: the call machine's recovery needs it."""
 
@@ -92,7 +104,7 @@ class LowBytes:
     active: bool
 
 
-QualityOutput = EmitSample | EmitWarning | EmitWarningCleared | LowBytes
+QualityOutput = EmitSample | EmitWarning | EmitWarningCleared | PublishWarning | LowBytes
 
 
 class CallQuality:
@@ -119,11 +131,15 @@ class CallQuality:
                 case Sample(sample):
                     out.append(EmitSample(sample, (sample.codec_name or "").lower()))
                 case Warning(name, data):
+                    value = data.values if data.values is not None else data.value
+                    threshold = data.threshold.value
+                    out.append(PublishWarning(data.name, name, threshold, value, False))
                     if is_emitted_to_app(name, muted=muted):
                         out.append(EmitWarning(name, data.to_dict()))
                     if name in LOW_BYTES_WARNING_NAMES:
                         out.append(LowBytes(name, True))
-                case WarningCleared(name):
+                case WarningCleared(name, stat, threshold):
+                    out.append(PublishWarning(stat, name, threshold, None, True))
                     if is_emitted_to_app(name, muted=muted):
                         out.append(EmitWarningCleared(name))
                     if name in LOW_BYTES_WARNING_NAMES:
@@ -137,6 +153,7 @@ __all__ = [
     "EmitWarning",
     "EmitWarningCleared",
     "LowBytes",
+    "PublishWarning",
     "QualityOutput",
     "raw_stats",
 ]

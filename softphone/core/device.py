@@ -40,6 +40,9 @@ from softphone.core.events import EventEmitter
 from softphone.core.log import apply_log_level
 from softphone.core.options import DeviceOptions, check_rtc_configuration
 from softphone.core.sounds import SoundBoard
+from softphone.insights import endpoint as insights_endpoint
+from softphone.insights.events import CallInfo, SessionInfo, default_payload
+from softphone.insights.publisher import EventPublisher
 from softphone.media.peer_connection import PeerConnection
 from softphone.plugins.manager import SoftphonePluginManager
 from softphone.signaling import codes
@@ -134,6 +137,9 @@ class Device(EventEmitter):
         if isinstance(options, DeviceOptions):
             self._options = options
             options = None
+        self.publisher = EventPublisher(token, default_payload=self._insights_payload)
+        """Insights: the JS SDK's events and metrics, to the gateway that names an endpoint
+        in ``connected`` (or to ``eventgw``); nowhere otherwise."""
         self.update_options({**(dict(options) if options else {}), **kwargs})
 
     # -- properties --------------------------------------------------------------------
@@ -212,9 +218,35 @@ class Device(EventEmitter):
         self._options = new
         apply_log_level(new.log_level)
         self.sounds.configure(new.sounds)
+        self._configure_publisher()
         if self._stream is not None and old_urls != new_urls:
             log.info("signaling URLs changed: rebuilding the stream")
             self._rebuild_stream()
+
+    def _configure_publisher(self) -> None:
+        """Apply ``publish_events``, ``eventgw`` and the app metadata to the publisher."""
+        options = self._options
+        publisher = self.publisher
+        if options.publish_events:
+            publisher.enable()
+        else:
+            publisher.disable()
+        if options.eventgw:
+            publisher.set_host(options.eventgw)
+        publisher.metadata.update(app_name=options.app_name, app_version=options.app_version)
+        publisher.ssl_context = options.ssl_context
+
+    def _insights_payload(self, call: CallInfo | None) -> dict[str, Any]:
+        """JS ``_createDefaultPayload``: the Device's settings and the call's ids."""
+        options = self._options
+        session = SessionInfo(
+            sdk_version=__version__,
+            aggressive_nomination=options.force_aggressive_ice_nomination,
+            dscp=bool(options.dscp),
+            gateway=self._stream.gateway if self._stream is not None else None,
+            region=self._region,
+        )
+        return default_payload(session, call)
 
     @staticmethod
     def _signaling_urls(options: DeviceOptions) -> list[str]:
@@ -244,6 +276,7 @@ class Device(EventEmitter):
         self._token = token
         if self._stream is not None:
             self._stream.set_token(token)
+        self.publisher.set_token(token)
 
     # -- registration ------------------------------------------------------------------
     async def register(self) -> None:
@@ -505,6 +538,13 @@ class Device(EventEmitter):
         self._home = message.home
         if message.identity is not None:
             self._identity = message.identity
+        self.publisher.set_host(
+            insights_endpoint.select_base_url(
+                self._options.eventgw,
+                message.extra.get(insights_endpoint.CONNECTED_FIELD),
+                self._stream.uri if self._stream is not None else None,
+            )
+        )
         chunderw = self._options.chunderw
         self._preferred_uri = preferred_signaling_url(
             list(chunderw) if isinstance(chunderw, tuple) else chunderw,
@@ -752,6 +792,7 @@ class Device(EventEmitter):
         if self.audio is not None:
             self.audio.destroy()
             self.audio = None
+        await self.publisher.close()
         await self.plugins.aclose()
         self._should_reregister = False
         if self._state is not DeviceState.UNREGISTERED:

@@ -164,9 +164,14 @@ class Warning:
 
 @attrs.frozen
 class WarningCleared:
-    """An active warning cleared (JS ``warning-cleared``)."""
+    """An active warning cleared (JS ``warning-cleared``).
+
+    ``stat`` and ``threshold`` say which check cleared (insights publish them).
+    """
 
     name: str
+    stat: str = attrs.field(default="", eq=False)
+    threshold: float | None = attrs.field(default=None, eq=False)
 
 
 Output = Sample | Warning | WarningCleared
@@ -419,4 +424,13 @@ class StatsMonitor:
         if raised_at is None or now - raised_at < WARNING_TIMEOUT_MS / 1000:
             return []
         del self._active[(stat, kind)]
-        return [WarningCleared(warning_name(stat, kind))]
+        return [WarningCleared(warning_name(stat, kind), stat, self._limit(stat, kind))]
+
+    def _limit(self, stat: str, kind: str) -> float | None:
+        """The threshold value of ``stat``'s ``kind`` check (None if it has none)."""
+        field = _KIND_FIELDS.get(kind)
+        for option in self._thresholds.get(stat, ()):
+            value = getattr(option, field, None) if field else None
+            if isinstance(value, int | float):
+                return float(value)
+        return None

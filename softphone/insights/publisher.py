@@ -124,7 +124,9 @@ class EventPublisher:
         self.product_name = product_name
         self.on_error = on_error
         """Called with the exception of each post that could not reach the endpoint."""
-        self._ssl_context = ssl_context
+        self.ssl_context = ssl_context
+        """Trust for an ``https`` endpoint; None: the system store (and ``SSL_CERT_FILE``)."""
+        self._default_context: ssl.SSLContext | None = None
         self._max_queue = max_queue
         self._max_body_bytes = max_body_bytes
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
@@ -386,9 +388,11 @@ class EventPublisher:
     def _ssl_for(self, url: str) -> ssl.SSLContext | bool:
         if not url.startswith("https:"):
             return True
-        if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()  # now, so SSL_CERT_FILE counts
-        return self._ssl_context
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if self._default_context is None:
+            self._default_context = ssl.create_default_context()  # now: SSL_CERT_FILE counts
+        return self._default_context
 
     def _report_error(self, exc: Exception) -> None:
         if self.on_error is None:

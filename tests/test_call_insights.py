@@ -1,0 +1,88 @@
+"""A real call's insights: what the SDK publishes reaches the gateway, as the JS SDK names it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from recorders import EventLog, eventually
+
+from softphone.audio_backends import ToneSource
+from softphone.core.device import Device
+from softphone.gateway.accounts import DEV_APPLICATION_SID, AccountStore
+from softphone.gateway.server import Gateway, GatewayConfig
+from softphone.gateway.tokens import mint_token
+
+
+@pytest.fixture
+async def api_gateway(accounts: AccountStore, loopback_media: None) -> AsyncIterator[Gateway]:
+    gw = Gateway(accounts, GatewayConfig(port=0, api_port=0))
+    await gw.start()
+    yield gw
+    await gw.stop()
+
+
+async def events_of(
+    gateway: Gateway, accounts: AccountStore, sid: str, kind: str = "Events"
+) -> list[dict[str, Any]]:
+    assert gateway.rest_api is not None
+    key = accounts.keys[0]
+    basic = base64.b64encode(f"{key.sid}:{key.secret}".encode()).decode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{gateway.rest_api.url}/v1/Voice/{sid}/{kind}",
+            headers={"Authorization": f"Basic {basic}"},
+        ) as response,
+    ):
+        if response.status != 200:
+            return []
+        body = await response.json()
+        return list(body[body["meta"]["key"]])
+
+
+async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
+    api_gateway: Gateway, accounts: AccountStore
+) -> None:
+    token = mint_token(
+        accounts.default_key(), "alice", outgoing_application_sid=DEV_APPLICATION_SID
+    )
+    device = Device(token, chunderw=api_gateway.url, file_input_stream=ToneSource([440.0]))
+    try:
+        call = await device.connect(params={"To": "echo"})
+        log = EventLog(call, "accept", "sample")
+        await log.wait_for("accept", timeout=15)
+        await log.wait_for("sample", count=2, timeout=15)
+        call.mute()
+        call.mute()  # no change: nothing more published
+        call.disconnect()
+        await call.post_feedback(2, "choppy-audio")
+        await device.publisher.flush()
+        sid = call.call_sid
+        assert sid is not None
+
+        async def names() -> list[str]:
+            return [f"{e['group']}/{e['name']}" for e in await events_of(api_gateway, accounts, sid)]
+
+        await eventually(lambda: device.publisher.pending == 0)
+        seen = await names()
+        metrics = await events_of(api_gateway, accounts, sid, "Metrics")
+    finally:
+        await device.destroy()
+    for expected in (
+        "connection/outgoing",
+        "get-user-media/succeeded",
+        "connection/accepted-by-remote",
+        "settings/codec",
+        "connection/muted",
+        "connection/disconnected-by-local",
+        "feedback/received",
+    ):
+        assert expected in seen, (expected, seen)
+    assert seen.count("connection/muted") == 1
+    assert seen.index("connection/accepted-by-remote") < seen.index("settings/codec")
+    assert device.publisher.refused == 0
+    assert len(metrics) >= 2  # every sample, posted when the media closed
