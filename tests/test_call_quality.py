@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from recorders import EventLog
+from test_rtc_sample import JS_SAMPLE_KEYS
 
 from softphone.audio_backends import ToneSource
 from softphone.core.call_quality import (
@@ -22,23 +23,6 @@ from softphone.core.device import Device
 from softphone.core.rtc_sample import RTCSample
 
 DeviceFactory = Callable[..., Device]
-
-JS_SAMPLE_KEYS = {
-    "audioInputLevel",
-    "audioOutputLevel",
-    "bytesReceived",
-    "bytesSent",
-    "codecName",
-    "jitter",
-    "mos",
-    "packetsLost",
-    "packetsLostFraction",
-    "packetsReceived",
-    "packetsSent",
-    "rtt",
-    "timestamp",
-    "totals",
-}
 
 
 def snapshot(second: int, **overrides: Any) -> dict[str, Any]:
