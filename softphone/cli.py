@@ -3,7 +3,7 @@
     softphone demo                      a real call between two devices, end to end
     softphone gateway [--no-tls]        serve /signal for SDKs and browsers
     softphone token --identity alice    print a development access token
-    softphone preflight                 one echo call: timings, ICE path, audio round trip
+    softphone preflight                 one echo call: timings, ICE path, audio, call quality
     softphone media-agent               own calls' media and audio devices for a remote app
 
 Every sub-command has ``--help``.
@@ -107,12 +107,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "preflight",
-        help="one echo call: timings, ICE candidates, the media path used, audio round trip",
+        help="one echo call: timings, ICE path, audio round trip and call quality",
         description=(
-            "Place one echo call and report signaling and setup time, the ICE candidates "
-            "gathered (host, srflx, relay; which TURN servers answered), the candidate "
-            "pair that carried the media, and whether a tone made the round trip. Without "
-            "--url an embedded gateway on 127.0.0.1 is used. Exit 0 when audio came back."
+            "Run a PreflightTest: one echo call with a tone, reporting signaling, call and "
+            "media setup times, the ICE candidates gathered (host, srflx, relay; which TURN "
+            "servers answered), the candidate pair that carried the media, whether the tone "
+            "made the round trip, and the call quality measured (band, MOS, jitter, rtt) "
+            "with any warnings. A line per sample shows progress. Without --url an embedded "
+            "gateway on 127.0.0.1 is used. Exit 0 when audio came back."
         ),
     )
     p.add_argument("--url", help="signaling URL of the gateway (chunderw), with --token")
@@ -129,6 +131,14 @@ def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--relay", action="store_true", help="relay-only (iceTransportPolicy relay)")
     p.add_argument("--listen", type=float, default=5.0, help="seconds to wait for the echo")
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="how long the test call lasts (default 10)"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the PreflightTest report as JSON with the JS SDK's keys (progress on stderr)",
+    )
     add_log_level(p, default="warn")
     p.set_defaults(func=_run_preflight)
 
@@ -136,11 +146,15 @@ def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_preflight(args: argparse.Namespace) -> int:
     import ssl
 
+    from softphone.core.rtc_sample import RTCSample
     from softphone.preflight import PreflightSettings, load_ice_servers, run_preflight
 
     configure_logging(args.log_level)
     if bool(args.url) != bool(args.token):
         print("softphone preflight: give both --url and --token, or neither", file=sys.stderr)
+        return 2
+    if not 0 < args.seconds <= 3600 or args.listen <= 0:
+        print("softphone preflight: --seconds and --listen must be > 0", file=sys.stderr)
         return 2
     try:
         settings = PreflightSettings(
@@ -150,13 +164,24 @@ def _run_preflight(args: argparse.Namespace) -> int:
             relay_only=args.relay,
             ssl_context=ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None,
             listen_s=args.listen,
+            seconds=args.seconds,
+            log_level=args.log_level,
         )
     except (OSError, ValueError) as exc:
         print(f"softphone preflight: {exc}", file=sys.stderr)
         return 2
-    report = asyncio.run(run_preflight(settings))
-    for line in report.lines():
-        print(line, flush=True)
+    progress = sys.stderr if args.json else sys.stdout
+
+    def on_sample(count: int, sample: RTCSample) -> None:
+        mos = "-" if sample.mos is None else f"{sample.mos:.2f}"
+        print(f"sample {count}: MOS {mos}", file=progress, flush=True)
+
+    report = asyncio.run(run_preflight(settings, on_sample))
+    if args.json:
+        print(report.to_json(), flush=True)
+    else:
+        for line in report.lines():
+            print(line, flush=True)
     return 0 if report.ok else 1
 
 

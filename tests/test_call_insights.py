@@ -65,7 +65,9 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
         assert sid is not None
 
         async def names() -> list[str]:
-            return [f"{e['group']}/{e['name']}" for e in await events_of(api_gateway, accounts, sid)]
+            return [
+                f"{e['group']}/{e['name']}" for e in await events_of(api_gateway, accounts, sid)
+            ]
 
         await eventually(lambda: device.publisher.pending == 0)
         seen = await names()

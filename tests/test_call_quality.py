@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from recorders import EventLog
 from test_rtc_sample import JS_SAMPLE_KEYS
@@ -19,6 +21,7 @@ from softphone.core.call_quality import (
     LowBytes,
     raw_stats,
 )
+from softphone.core.call_volume import CallVolume, OutputTap, VolumeReading
 from softphone.core.device import Device
 from softphone.core.rtc_sample import RTCSample
 
@@ -125,4 +128,43 @@ async def test_a_real_call_emits_a_sample_a_second_with_every_js_key(
     assert last.rtt is not None and 0 <= last.rtt < 200  # loopback
     assert last.mos is not None and last.mos > 4.0
     assert call.codec in ("opus", "pcmu")
+    call.disconnect()
+
+
+@pytest.mark.pure
+def test_the_volume_meter_reads_silence_as_zero_and_a_tone_as_loud() -> None:
+    meter = CallVolume()
+    assert meter.read() == VolumeReading(0.0, 0.0, 0.0, 0.0)
+    tone = ToneSource([1000.0]).read(960)
+    meter.push_input(tone)
+    loud = meter.read()
+    assert loud.input_volume > 0.15 and loud.input_level > 10000
+    assert loud.output_volume == 0 and loud.output_level == 0
+    meter.push_input(np.zeros(960, dtype=np.int16))
+    falling = meter.read()
+    assert 0 < falling.input_volume < loud.input_volume  # JS smoothing 0.3 on the event
+    assert falling.input_level == 0  # the monitor's analyser has none
+    OutputTap(meter).write(tone)
+    assert meter.read().output_volume > 0.15
+
+
+async def test_a_real_call_emits_volume_twenty_times_a_second(
+    make_device: DeviceFactory,
+) -> None:
+    alice = make_device("alice", file_input_stream=ToneSource([440.0]))
+    call = await alice.connect(params={"To": "echo"})
+    log = EventLog(call, "volume", "accept", "sample")
+    await log.wait_for("accept", timeout=15)
+    started = asyncio.get_running_loop().time()
+    await log.wait_for("sample", count=2, timeout=15)
+    seconds = asyncio.get_running_loop().time() - started
+    volumes = log.args("volume")
+    assert 10 * seconds <= len(volumes) <= 21 * seconds + 2  # every 50 ms
+    assert max(v[0] for v in volumes) > 0.15  # our tone (-10 dBFS)
+    assert max(v[1] for v in volumes) > 0.15  # the echo of it
+    assert log.args("sample")[-1][0].audio_input_level > 1000
+    call.mute()
+    count = len(log.args("volume"))
+    await log.wait_for("volume", count=count + 10, timeout=5)
+    assert log.args("volume")[-1][0] < 0.05  # muted: silence is sent, and metered
     call.disconnect()

@@ -32,6 +32,7 @@ from softphone.core.call_quality import (
     PublishWarning,
     QualityOutput,
 )
+from softphone.core.call_volume import VOLUME_INTERVAL_S, CallVolume, OutputTap
 from softphone.core.errors import (
     GeneralErrors,
     InvalidArgumentError,
@@ -148,6 +149,7 @@ class Call(EventEmitter):
         )
         self.codec = ""
         self._quality = CallQuality(self._machine.created_at)
+        self._volume = CallVolume()
         self._offer_sdp = offer_sdp
         self._media_args: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None)
         self._pc: PeerConnection | None = None
@@ -532,7 +534,11 @@ class Call(EventEmitter):
         self._speaker = self._device.call_output(self)
         if self._speaker is not None:
             self._remote.add_sink(self._speaker)
+        if self._pc is not None:
+            self._pc.set_local_tap(self._volume.push_input)
+        self._remote.add_sink(OutputTap(self._volume))
         self._spawn(self._watch_media())
+        self._spawn(self._meter_volume())
 
     # -- media -------------------------------------------------------------------------
     async def _start_media(
@@ -672,11 +678,20 @@ class Call(EventEmitter):
                     self._on_quality(output)
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
+    async def _meter_volume(self) -> None:
+        """Every 50 ms: ``volume(input, output)`` (0..1) and the levels for the next sample."""
+        while not self._media_gone():
+            reading = self._volume.read()
+            self._quality.add_volume(reading.input_level, reading.output_level)
+            self.emit("volume", reading.input_volume, reading.output_volume)
+            await asyncio.sleep(VOLUME_INTERVAL_S)
+
     def _on_quality(self, output: QualityOutput) -> None:
         match output:
             case EmitSample(sample, codec):
                 self.codec = codec or self.codec
-                self._insights.sample(sample.to_dict(), 0.0, 0.0)
+                latest = self._volume.latest
+                self._insights.sample(sample.to_dict(), latest.input_volume, latest.output_volume)
                 self.emit("sample", sample)
             case EmitWarning(name, data):
                 self.emit("warning", name, data)

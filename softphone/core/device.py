@@ -20,7 +20,7 @@ import logging
 import math
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
@@ -60,6 +60,9 @@ from softphone.signaling.regions import (
     signaling_urls,
 )
 from softphone.version import PACKAGE_NAME, __version__
+
+if TYPE_CHECKING:
+    from softphone.core.preflight_test import PreflightTest
 
 log = logging.getLogger("softphone.device")
 
@@ -826,6 +829,13 @@ class Device(EventEmitter):
     def call_output(self, call: HelperCall) -> AudioSink | None:
         """Where ``call``'s remote audio goes once it opens (JS: the speaker devices)."""
         return self.audio.call_output(call) if self.audio is not None else None
+
+    @staticmethod
+    def run_preflight(token: str, options: Mapping[str, Any] | None = None) -> PreflightTest:
+        """Start a :class:`~softphone.core.preflight_test.PreflightTest` (JS ``runPreflight``)."""
+        from softphone.core.preflight_test import PreflightTest
+
+        return PreflightTest(token, options)
 
 
 def parse_connect_token(token: str) -> ConnectToken:

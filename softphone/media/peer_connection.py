@@ -49,7 +49,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from softphone.audio_backends.base import SAMPLE_RATE, AudioSink, AudioSource
+from softphone.audio_backends.base import SAMPLE_RATE, AudioSink, AudioSource, Pcm
 from softphone.audio_backends.null import NullSink
 from softphone.media import aiortc_hooks as hooks
 from softphone.media.ice_gathering import (
@@ -313,6 +313,10 @@ class PeerConnection:
     def replace_source(self, source: AudioSource | None) -> None:
         """Read local audio from ``source`` from the next frame on (no renegotiation)."""
         self._source_track.replace_source(source)
+
+    def set_local_tap(self, tap: Callable[[Pcm], None] | None) -> None:
+        """Call ``tap`` with each 20 ms block we send (silence while muted); None: stop."""
+        self._source_track.on_pcm = tap
 
     def set_remote_sink(self, sink: AudioSink | None) -> None:
         """Write remote audio (48 kHz mono int16) to ``sink``; None discards it.

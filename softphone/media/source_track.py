@@ -62,6 +62,9 @@ class SourceTrack(MediaStreamTrack):
         """Read from ``source`` from the next frame on (None sends silence)."""
         self._source = source
 
+    on_pcm: Callable[[Pcm], None] | None = None
+    """Called with each 20 ms block as sent (silence while muted): the call's input meter."""
+
     def _read(self) -> Pcm:
         source = self._source
         if source is None:
@@ -98,6 +101,8 @@ class SourceTrack(MediaStreamTrack):
         pcm = self._read()
         if self.muted:
             pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        if self.on_pcm is not None:
+            self.on_pcm(pcm)
         frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = SAMPLE_RATE
         frame.pts = self._index * FRAME_SAMPLES
