@@ -38,12 +38,8 @@ MEDIA_FAILED_MESSAGE: Final = (
     "Call disconnected: the media connection was interrupted and did not recover"
 )
 
-ICE_LOST_MESSAGE: Final = (
-    "ICE liveliness check failed. May be having trouble connecting to Twilio"
-)
-ICE_RESTORED_MESSAGE: Final = (
-    "ICE liveliness check succeeded. Connection with Twilio restored"
-)
+ICE_LOST_MESSAGE: Final = "ICE liveliness check failed. May be having trouble connecting to Twilio"
+ICE_RESTORED_MESSAGE: Final = "ICE liveliness check succeeded. Connection with Twilio restored"
 
 
 class CallState(enum.StrEnum):
