@@ -33,12 +33,12 @@ import time
 from collections.abc import Iterable
 from pathlib import Path as FsPath
 
-from benchmarks import abuse, cpu, insights, quality, turn
+from benchmarks import abuse, cpu, insights, monitor, quality, turn
 from benchmarks.harness import Path
 from benchmarks.speech import speech_clip
 from softphone.media.aiortc_hooks import use_host_addresses
 
-SECTIONS = ("setup", "quality", "cpu", "capacity", "abuse", "turn", "insights")
+SECTIONS = ("setup", "quality", "cpu", "capacity", "abuse", "turn", "insights", "monitor")
 TARGETS = {
     "pesq_opus": 4.4,
     "pesq_pcmu": 3.95,
@@ -240,6 +240,10 @@ async def main(argv: list[str] | None = None) -> None:
         await section_abuse(args.quick)
     if "turn" in sections:
         await section_turn(args.quick)
+    if "monitor" in sections:
+        log("== monitor: injected loss/delay vs samples and warnings; monitor CPU ==")
+        for line in await monitor.run(args.quick, progress=log):
+            print(line, flush=True)
     if "insights" in sections:
         log("== insights: publishing cost, gateway store throughput and memory ==")
         for line in await insights.run(args.quick, progress=log):
