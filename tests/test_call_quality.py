@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from recorders import EventLog
+from recorders import EventLog, eventually
 from test_rtc_sample import JS_SAMPLE_KEYS
 
 from softphone.audio_backends import ToneSource
@@ -168,3 +168,20 @@ async def test_a_real_call_emits_volume_twenty_times_a_second(
     await log.wait_for("volume", count=count + 10, timeout=5)
     assert log.args("volume")[-1][0] < 0.05  # muted: silence is sent, and metered
     call.disconnect()
+
+
+async def test_device_input_volume_meters_a_file_input_stream_during_a_call(
+    make_device: DeviceFactory,
+) -> None:
+    """``device.audio`` ``inputVolume`` also reads a ``file_input_stream`` (the call's input)."""
+    source = ToneSource([440.0])
+    alice = make_device("alice", file_input_stream=source)
+    assert alice.audio is not None
+    volumes: list[float] = []
+    alice.audio.on("inputVolume", volumes.append)
+    call = await alice.connect(params={"To": "echo"})
+    await call.wait_for("accept", timeout=15)
+    await eventually(lambda: len(volumes) > 20)
+    assert max(volumes) > 0.15
+    call.disconnect()
+    assert source.read(960).any()  # the app's own stream stays open after the call

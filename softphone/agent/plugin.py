@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from softphone.agent.client import AgentClient
@@ -145,6 +145,9 @@ class RemotePeerConnection:
     def set_remote_sink(self, sink: AudioSink | None) -> None:
         """Kept for API parity: remote audio plays on the agent's output device."""
         self._sink = sink
+
+    def set_local_tap(self, tap: Callable[[Pcm], None] | None) -> None:
+        """Nothing to meter here: the input is captured and sent in the agent process."""
 
     def replace_source(self, source: AudioSource | None) -> None:
         """Switch the agent to another of its inputs (an :class:`AgentSource`)."""

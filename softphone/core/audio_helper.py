@@ -426,12 +426,14 @@ class AudioHelper(EventEmitter):
         options = self._device.options
         if options.file_input_stream is not None:
             stream = options.file_input_stream
+            # Metered like a microphone (``inputVolume``), without processors (as in JS);
+            # a stream the app passed stays open when the call closes its input.
             if isinstance(stream, str):
                 from softphone.audio_backends.file import FileSource
 
-                return FileSource(stream)
+                return ProcessedInput(FileSource(stream), owns_raw=True, on_read=self._meter)
             if isinstance(stream, AudioSource):
-                return stream
+                return ProcessedInput(stream, owns_raw=False, on_read=self._meter)
             raise UserMediaErrors.AcquisitionFailedError("file_input_stream is not an AudioSource")
         if self._selected_remote is not None:
             return self._selected_remote

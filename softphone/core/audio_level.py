@@ -30,7 +30,7 @@ LEVEL_MIN_DECIBELS = -127.0
 LEVEL_MAX_DECIBELS = 0.0
 """Analyser ``maxDecibels``: a bin at or above this reads 255."""
 
-LEVEL_SCALE = 32767
+LEVEL_SCALE = 2**15 - 1
 """Full scale of the legacy level range (JS: "mock the 0 -> 32767 format used by legacy
 getStats")."""
 

@@ -590,10 +590,20 @@ class Call(EventEmitter):
         pc.set_remote_sink(self._remote)
         pc.on_dtmf = self._on_dtmf_received
         pc.on_ice_gathering_failure = self._on_ice_gathering_failure
+        pc.on_connection_state_change = self._on_connection_state
         if self.direction is CallDirection.INCOMING:
             await self._answer_incoming(pc, source)
         else:
             await self._offer_outgoing(pc, source)
+
+    def _on_connection_state(self, state: str) -> None:
+        """ICE/DTLS ``failed`` starts a media reconnection; ``connected`` ends one.
+
+        aiortc has no ``disconnected``: its ``failed`` comes after about 30 s of
+        failed consent checks, so the silence watch usually acts first.
+        """
+        if state in ("failed", "connected") and self.status() is not CallState.PENDING:
+            self._process(cm.IceConnectionState(state))
 
     def _on_dtmf_received(self, digit: str) -> None:
         """A digit arrived as RFC 4733 from the far end (Python-only event ``dtmf``)."""
@@ -824,8 +834,8 @@ class Call(EventEmitter):
         source, self._source = self._source, None
         if pc is not None:
             self._spawn(pc.close())
-        if source is not None and source is not self._device.options.file_input_stream:
-            source.close()  # ours (from a path or get_user_media); the app's own stays open
+        if source is not None:
+            source.close()  # an app's own file_input_stream is wrapped and stays open
         if self._speaker is not None:
             self._speaker.close()
             self._speaker = None

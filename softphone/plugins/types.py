@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
-from softphone.audio_backends.base import AudioSink, AudioSource
+from softphone.audio_backends.base import AudioSink, AudioSource, Pcm
 
 __all__ = ["AudioProcessor", "PeerConnectionLike", "RemoteSource", "is_remote_source"]
 
@@ -98,6 +98,10 @@ class PeerConnectionLike(Protocol):
 
     def set_remote_sink(self, sink: AudioSink | None) -> None:
         """Where received audio goes."""
+        ...
+
+    def set_local_tap(self, tap: Callable[[Pcm], None] | None) -> None:
+        """Call ``tap`` with each block sent (the call's input meter); may do nothing."""
         ...
 
     async def create_offer(self, source: AudioSource | None) -> str:
