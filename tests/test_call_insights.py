@@ -75,6 +75,12 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
     finally:
         await device.destroy()
     for expected in (
+        "settings/init",
+        "settings/edge",
+        "pc-connection-state/connected",
+        "ice-connection-state/checking",
+        "signaling-state/stable",
+        "dtls-transport-state/connected",
         "connection/outgoing",
         "get-user-media/succeeded",
         "connection/accepted-by-remote",

@@ -50,6 +50,7 @@ from softphone.core.remote_audio import RemoteAudio
 from softphone.insights import events as insights
 from softphone.insights.call_reporter import CallReporter
 from softphone.insights.events import CallInfo
+from softphone.media.pc_diagnostics import StateWatch
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.connect_token import encode_connect_token
 from softphone.signaling.messages import (
@@ -153,6 +154,8 @@ class Call(EventEmitter):
         self._offer_sdp = offer_sdp
         self._media_args: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None)
         self._pc: PeerConnection | None = None
+        self._state_watch: StateWatch | None = None
+        self._dtls_state: str | None = None
         self._source: AudioSource | None = None
         self._remote = RemoteAudio()
         self._speaker: AudioSink | None = None
@@ -166,7 +169,7 @@ class Call(EventEmitter):
         self.feedback: list[dict[str, Any]] = []
         self._insights = CallReporter(
             device.publisher,
-            self._call_info,
+            self.insights_info,
             sdk_version=__version__,
             dscp=bool(device.options.dscp),
         )
@@ -180,7 +183,7 @@ class Call(EventEmitter):
                 )
             )
 
-    def _call_info(self) -> CallInfo:
+    def insights_info(self) -> CallInfo:
         """The call's ids for an insights event, as they are when it is published."""
         return CallInfo(
             call_sid=self.call_sid,
@@ -591,6 +594,7 @@ class Call(EventEmitter):
         pc.on_dtmf = self._on_dtmf_received
         pc.on_ice_gathering_failure = self._on_ice_gathering_failure
         pc.on_connection_state_change = self._on_connection_state
+        self._state_watch = StateWatch(pc, self._publish_pc_state)
         if self.direction is CallDirection.INCOMING:
             await self._answer_incoming(pc, source)
         else:
@@ -604,6 +608,19 @@ class Call(EventEmitter):
         """
         if state in ("failed", "connected") and self.status() is not CallState.PENDING:
             self._process(cm.IceConnectionState(state))
+
+    def _publish_pc_state(self, kind: str, state: str) -> None:
+        """Each peer-connection, ICE, DTLS and signaling state to insights (JS levels)."""
+        if kind == "dtls":
+            self._dtls_state = state
+            event = insights.dtls_transport_state(state)
+        elif kind == "ice":
+            event = insights.ice_connection_state(state)
+        elif kind == "signaling":
+            event = insights.signaling_state(state)
+        else:
+            event = insights.pc_connection_state(state, self._dtls_state)
+        self._insights.publish(event)
 
     def _on_dtmf_received(self, digit: str) -> None:
         """A digit arrived as RFC 4733 from the far end (Python-only event ``dtmf``)."""
@@ -827,6 +844,9 @@ class Call(EventEmitter):
     # -- teardown ----------------------------------------------------------------------
     def _close_media(self) -> None:
         self._insights.media_closed()
+        if self._state_watch is not None:
+            self._state_watch.close()
+            self._state_watch = None
         if self._restart_task is not None:
             self._restart_task.cancel()
             self._restart_task = None

@@ -41,6 +41,7 @@ from softphone.core.log import apply_log_level
 from softphone.core.options import DeviceOptions, check_rtc_configuration
 from softphone.core.sounds import SoundBoard
 from softphone.insights import endpoint as insights_endpoint
+from softphone.insights import events as insights
 from softphone.insights.events import CallInfo, SessionInfo, default_payload
 from softphone.insights.publisher import EventPublisher
 from softphone.media.peer_connection import PeerConnection
@@ -710,7 +711,19 @@ class Device(EventEmitter):
         finally:
             self._connect_in_progress = False
 
+    def _publish_settings(self, call: Call) -> None:
+        """``settings/init`` for a new call: which overrides the app configured (JS)."""
+        options = self._options
+        event = insights.settings_init(
+            media_stream=options.media_stream is not None,
+            rtc_peer_connection=options.rtc_peer_connection is not None,
+            enumerate_devices=options.enumerate_devices is not None,
+            get_user_media=options.get_user_media is not None,
+        )
+        self.publisher.publish(event, call.insights_info())
+
     def _wire_call(self, call: Call) -> None:
+        self._publish_settings(call)
         call.on("accept", lambda *_: self._on_call_accept(call))
         call.on("disconnect", lambda *_: self._on_call_ended(call))
         call.on("cancel", lambda *_: self._on_call_ended(call))
@@ -719,6 +732,10 @@ class Device(EventEmitter):
         call.on("transportClose", lambda *_: self._on_call_transport_close(call))
 
     def _on_call_accept(self, call: Call) -> None:
+        edge = self._edge or self._region
+        self.publisher.publish(
+            insights.settings_edge(edge, self._options.edge), call.insights_info()
+        )
         if call.direction is CallDirection.INCOMING:
             if self._active_call is not None and self._active_call is not call:
                 self._active_call.disconnect()
