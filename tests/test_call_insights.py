@@ -12,6 +12,7 @@ from recorders import EventLog, eventually
 
 from softphone.audio_backends import ToneSource
 from softphone.core.device import Device
+from softphone.core.errors import InvalidArgumentError
 from softphone.gateway.accounts import DEV_APPLICATION_SID, AccountStore
 from softphone.gateway.server import Gateway, GatewayConfig
 from softphone.gateway.tokens import mint_token
@@ -58,6 +59,9 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
         await log.wait_for("sample", count=2, timeout=15)
         call.mute()
         call.mute()  # no change: nothing more published
+        assert device.audio is not None
+        with pytest.raises(InvalidArgumentError):
+            await device.audio.ringtone_devices.set("no-such-device")
         call.disconnect()
         await call.post_feedback(2, "choppy-audio")
         await device.publisher.flush()
@@ -88,6 +92,7 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
         "connection/muted",
         "connection/disconnected-by-local",
         "feedback/received",
+        "audio/ringtone-devices-set-failed",
     ):
         assert expected in seen, (expected, seen)
     assert seen.count("connection/muted") == 1

@@ -144,6 +144,8 @@ class Device(EventEmitter):
         self.publisher = EventPublisher(token, default_payload=self._insights_payload)
         """Insights: the JS SDK's events and metrics, to the gateway that names an endpoint
         in ``connected`` (or to ``eventgw``); nowhere otherwise."""
+        self.audio.speaker_devices.on_set = self._publish_devices_set
+        self.audio.ringtone_devices.on_set = self._publish_devices_set
         self.update_options({**(dict(options) if options else {}), **kwargs})
 
     # -- properties --------------------------------------------------------------------
@@ -710,6 +712,17 @@ class Device(EventEmitter):
             return call
         finally:
             self._connect_in_progress = False
+
+    def _publish_devices_set(self, kind: str, ids: list[str], error: Exception | None) -> None:
+        """``audio/<kind>-devices-set`` or ``-set-failed`` for the active call (JS)."""
+        call = self._active_call
+        if call is None:
+            return  # JS publishes device changes with the call they affect
+        if error is None:
+            event = insights.audio_devices_set(kind, ids)
+        else:
+            event = insights.audio_devices_set_failed(kind, ids, str(error))
+        self.publisher.publish(event, call.insights_info())
 
     def _publish_settings(self, call: Call) -> None:
         """``settings/init`` for a new call: which overrides the app configured (JS)."""

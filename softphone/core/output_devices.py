@@ -66,6 +66,9 @@ class OutputDeviceCollection:
         self._default_sink = default_sink
         self._active: dict[str, MediaDeviceInfo] = {"default": DEFAULT_OUTPUT}
         self._sinks: dict[str, AudioSink] = {}
+        self.on_set: Callable[[str, list[str], Exception | None], None] | None = None
+        """Told of each :meth:`set` (collection name, ids, the failure or None): the
+        Device publishes ``audio/<name>-devices-set`` (or ``-set-failed``) to insights."""
 
     # -- JS API ------------------------------------------------------------------------
     def get(self) -> set[MediaDeviceInfo]:
@@ -79,9 +82,21 @@ class OutputDeviceCollection:
         ``InvalidArgumentError`` for an empty list or unknown ids. Devices are
         opened before the switch, so a failure leaves the old selection in place.
         """
+        ids = [device_ids] if isinstance(device_ids, str) else list(device_ids)
+        try:
+            await self._set(ids)
+        except Exception as exc:
+            self._tell(ids, exc)
+            raise
+        self._tell(ids, None)
+
+    def _tell(self, ids: list[str], error: Exception | None) -> None:
+        if self.on_set is not None:
+            self.on_set(self.name, ids, error)
+
+    async def _set(self, ids: list[str]) -> None:
         if not self._helper.is_output_selection_supported:
             raise NotSupportedError("This Browser does not support audio output selection")
-        ids = [device_ids] if isinstance(device_ids, str) else list(device_ids)
         if not ids:
             raise InvalidArgumentError("Must specify at least one device to set")
         available = await self._helper.refresh_devices()
