@@ -19,6 +19,7 @@ from softphone.core.call_quality import (
     EmitWarning,
     EmitWarningCleared,
     LowBytes,
+    PublishWarning,
     raw_stats,
 )
 from softphone.core.call_volume import CallVolume, OutputTap, VolumeReading
@@ -185,3 +186,26 @@ async def test_device_input_volume_meters_a_file_input_stream_during_a_call(
     assert max(volumes) > 0.15
     call.disconnect()
     assert source.read(960).any()  # the app's own stream stays open after the call
+
+
+@pytest.mark.pure
+def test_constant_output_level_goes_to_insights_only_and_input_not_while_muted() -> None:
+    """JS: ``constant-audio-output-level`` is never emitted; the input one not while muted."""
+
+    def run(muted: bool) -> list[Any]:
+        quality = CallQuality(created_at=0.0)
+        outputs: list[Any] = []
+        for second in range(1, 18):
+            for _ in range(20):
+                quality.add_volume(1000.0, 1000.0)  # levels that never move
+            outputs += quality.process(snapshot(second), float(second), muted=muted)
+        return outputs
+
+    loud = run(muted=False)
+    published = {o.name for o in loud if isinstance(o, PublishWarning) and not o.cleared}
+    assert {"constant-audio-input-level", "constant-audio-output-level"} <= published
+    emitted = {o.name for o in loud if isinstance(o, EmitWarning)}
+    assert "constant-audio-input-level" in emitted
+    assert "constant-audio-output-level" not in emitted
+    muted = run(muted=True)
+    assert "constant-audio-input-level" not in {o.name for o in muted if isinstance(o, EmitWarning)}
