@@ -62,6 +62,9 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
         assert device.audio is not None
         with pytest.raises(InvalidArgumentError):
             await device.audio.ringtone_devices.set("no-such-device")
+        await device.audio.refresh_devices()
+        device.plugins.tone.add_tone("new", [300.0])  # a device appears mid-call
+        await eventually(lambda: "tone:new" in device.audio.available_input_devices)
         call.disconnect()
         await call.post_feedback(2, "choppy-audio")
         await device.publisher.flush()
@@ -75,6 +78,7 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
 
         await eventually(lambda: device.publisher.pending == 0)
         seen = await names()
+        stored = await events_of(api_gateway, accounts, sid)
         metrics = await events_of(api_gateway, accounts, sid, "Metrics")
     finally:
         await device.destroy()
@@ -93,9 +97,18 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
         "connection/disconnected-by-local",
         "feedback/received",
         "audio/ringtone-devices-set-failed",
+        "ice-candidate/ice-candidate",
+        "ice-candidate/selected-ice-candidate-pair",
+        "audio/device-change",
     ):
         assert expected in seen, (expected, seen)
     assert seen.count("connection/muted") == 1
     assert seen.index("connection/accepted-by-remote") < seen.index("settings/codec")
     assert device.publisher.refused == 0
     assert len(metrics) >= 2  # every sample, posted when the media closed
+    (pair,) = [e for e in stored if e["name"] == "selected-ice-candidate-pair"]
+    local = pair["sdk_edge"]["payload"]["local_candidate"]
+    assert local["candidate_type"] == "host" and local["is_remote"] is False
+    assert local["ip"].startswith("127.") and isinstance(local["port"], int)
+    candidate = next(e for e in stored if e["name"] == "ice-candidate")
+    assert candidate["sdk_edge"]["payload"]["candidate_type"] == "host"

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from softphone.audio_backends.base import AudioSink, AudioSource, Pcm
@@ -149,6 +149,9 @@ class AudioHelper(EventEmitter):
         self._poll_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[Any] | None = None
         self._destroyed = False
+        self.on_device_change: Callable[[list[MediaDeviceInfo]], None] | None = None
+        """Told of each device-list change with the lost active devices (the Device
+        publishes ``audio/device-change``); unlike a listener it starts no polling."""
         self.speaker_devices = OutputDeviceCollection("speaker", self, self._default_speaker)
         self.ringtone_devices = OutputDeviceCollection("ringtone", self, self._default_ringer)
         self._remove_plugin_listener = self._plugins.add_device_change_listener(
@@ -272,6 +275,8 @@ class AudioHelper(EventEmitter):
         after = (set(self._inputs.items()), set(self._outputs.items()))
         if known and before != after:
             lost = await self._handle_lost_devices()
+            if self.on_device_change is not None:
+                self.on_device_change(lost)
             self.emit("deviceChange", lost)
         return dict(self._outputs)
 

@@ -50,7 +50,7 @@ from softphone.core.remote_audio import RemoteAudio
 from softphone.insights import events as insights
 from softphone.insights.call_reporter import CallReporter
 from softphone.insights.events import CallInfo
-from softphone.media.pc_diagnostics import StateWatch
+from softphone.media.pc_diagnostics import StateWatch, candidates
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.connect_token import encode_connect_token
 from softphone.signaling.messages import (
@@ -155,6 +155,7 @@ class Call(EventEmitter):
         self._media_args: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None)
         self._pc: PeerConnection | None = None
         self._state_watch: StateWatch | None = None
+        self._selected_pair: Mapping[str, Any] | None = None
         self._dtls_state: str | None = None
         self._source: AudioSource | None = None
         self._remote = RemoteAudio()
@@ -609,6 +610,31 @@ class Call(EventEmitter):
         if state in ("failed", "connected") and self.status() is not CallState.PENDING:
             self._process(cm.IceConnectionState(state))
 
+    def _publish_local_candidates(self, pc: PeerConnection) -> None:
+        """``ice-candidate`` for each local candidate gathered (JS: one per candidate)."""
+        found = candidates(pc)
+        for candidate in found[0] if found is not None else []:
+            self._insights.publish(insights.ice_candidate(candidate))
+
+    def _publish_selected_pair(self, pair: object) -> None:
+        """``selected-ice-candidate-pair`` when the media path is chosen or changes."""
+        if not isinstance(pair, Mapping) or pair == self._selected_pair:
+            return
+        self._selected_pair = pair
+        local = {
+            "type": pair.get("localCandidateType"),
+            "ip": pair.get("localAddress"),
+            "port": pair.get("localPort"),
+            "protocol": pair.get("protocol"),
+        }
+        remote = {
+            "type": pair.get("remoteCandidateType"),
+            "ip": pair.get("remoteAddress"),
+            "port": pair.get("remotePort"),
+            "protocol": pair.get("protocol"),
+        }
+        self._insights.publish(insights.selected_ice_candidate_pair(local, remote))
+
     def _publish_pc_state(self, kind: str, state: str) -> None:
         """Each peer-connection, ICE, DTLS and signaling state to insights (JS levels)."""
         if kind == "dtls":
@@ -646,6 +672,7 @@ class Call(EventEmitter):
         if self.status() is CallState.CLOSED:
             await pc.close()
             return
+        self._publish_local_candidates(pc)
         self._process(cm.LocalOffer(sdp))
 
     async def _answer_incoming(self, pc: PeerConnection, source: AudioSource) -> None:
@@ -661,6 +688,7 @@ class Call(EventEmitter):
         if self.status() is CallState.CLOSED:
             await pc.close()
             return
+        self._publish_local_candidates(pc)
         self._process(cm.LocalAnswer(sdp))
 
     async def _apply_remote_answer(self, sdp: str) -> None:
@@ -698,6 +726,7 @@ class Call(EventEmitter):
             if self._media_gone():
                 return
             self._process(cm.InboundPackets(_inbound_packets(stats)))
+            self._publish_selected_pair(stats.get("selectedCandidatePair"))
             polls += 1
             if stats and polls % SAMPLE_EVERY_POLLS == 0 and not self._media_gone():
                 now = self._clock()

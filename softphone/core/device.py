@@ -26,6 +26,7 @@ from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
 from softphone.audio_backends.base import AudioSink, AudioSource
+from softphone.audio_backends.devices import MediaDeviceInfo
 from softphone.core.audio_helper import AudioHelper, HelperCall
 from softphone.core.call import Call, CallDirection, CallState
 from softphone.core.errors import (
@@ -145,6 +146,7 @@ class Device(EventEmitter):
         """Insights: the JS SDK's events and metrics, to the gateway that names an endpoint
         in ``connected`` (or to ``eventgw``); nowhere otherwise."""
         self.audio.speaker_devices.on_set = self._publish_devices_set
+        self.audio.on_device_change = self._publish_device_change
         self.audio.ringtone_devices.on_set = self._publish_devices_set
         self.update_options({**(dict(options) if options else {}), **kwargs})
 
@@ -712,6 +714,12 @@ class Device(EventEmitter):
             return call
         finally:
             self._connect_in_progress = False
+
+    def _publish_device_change(self, lost: list[MediaDeviceInfo]) -> None:
+        """``audio/device-change {lost_active_device_ids}`` for the active call (JS)."""
+        if self._active_call is not None:
+            event = insights.audio_device_change(d.device_id for d in lost)
+            self.publisher.publish(event, self._active_call.insights_info())
 
     def _publish_devices_set(self, kind: str, ids: list[str], error: Exception | None) -> None:
         """``audio/<kind>-devices-set`` or ``-set-failed`` for the active call (JS)."""

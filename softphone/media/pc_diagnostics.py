@@ -28,6 +28,7 @@ __all__ = [
     "StateWatch",
     "candidate_stats",
     "candidate_stats_report",
+    "candidates",
     "ice_candidate_stats_report",
 ]
 
@@ -209,8 +210,8 @@ def _from_pair(pair: Mapping[str, Any], side: str, relay_protocol: str | None) -
     return stats
 
 
-async def ice_candidate_stats_report(pc: Any) -> IceCandidateStatsReport | None:
-    """The JS ``getRTCIceCandidateStatsReport(pc)``; None for an adapter we cannot read."""
+def candidates(pc: Any) -> tuple[list[Any], list[Any]] | None:
+    """aiortc's (local, remote) ``RTCIceCandidate`` lists of ``pc``; None if unreadable."""
     rtc = getattr(pc, "rtc_peer_connection", None)
     if rtc is None:
         return None
@@ -223,6 +224,15 @@ async def ice_candidate_stats_report(pc: Any) -> IceCandidateStatsReport | None:
             continue
         local += ice.iceGatherer.getLocalCandidates()
         remote += ice.getRemoteCandidates()
+    return local, remote
+
+
+async def ice_candidate_stats_report(pc: Any) -> IceCandidateStatsReport | None:
+    """The JS ``getRTCIceCandidateStatsReport(pc)``; None for an adapter we cannot read."""
+    found = candidates(pc)
+    if found is None:
+        return None
+    local, remote = found
     stats = await pc.get_stats()
     pair = stats.get("selectedCandidatePair")
     return candidate_stats_report(local, remote, pair if isinstance(pair, Mapping) else None)
