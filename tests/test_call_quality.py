@@ -55,6 +55,8 @@ def test_raw_stats_are_in_milliseconds_with_the_pair_rtt_as_fallback() -> None:
     assert fallback.rtt == pytest.approx(100.0)
     assert raw_stats(snapshot(3, rtt=None)).rtt is None
     assert raw_stats({}).packets_received == 0
+    ours = raw_stats(snapshot(3, jitterBufferJitter=0.0125))  # our jitter buffer's
+    assert ours.jitter == pytest.approx(12.5)
 
 
 @pytest.mark.pure

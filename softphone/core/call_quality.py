@@ -32,15 +32,18 @@ def raw_stats(snapshot: Mapping[str, Any]) -> RawStats:
     """The JS raw values (§ "raw values") from our peer connection's snapshot.
 
     ``rtt`` comes from RTCP receiver reports (remote-inbound ``roundTripTime``),
-    else from the selected candidate pair's ``currentRoundTripTime``; both are in
-    seconds in the snapshot and in milliseconds here, as ``jitter`` is.
+    else from the selected candidate pair's ``currentRoundTripTime``. ``jitter`` is
+    the RFC 3550 interarrival jitter our jitter buffer measured on the packets it
+    took in, else aiortc's. Both are seconds in the snapshot and milliseconds here.
     """
     rtt = _number(snapshot.get("rtt"))
     if rtt is None:
         pair = snapshot.get("selectedCandidatePair")
         if isinstance(pair, Mapping):
             rtt = _number(pair.get("currentRoundTripTime"))
-    jitter = _number(snapshot.get("jitter")) or 0.0
+    jitter = _number(snapshot.get("jitterBufferJitter"))
+    if jitter is None:  # no receive path of ours: aiortc's inbound-rtp value
+        jitter = _number(snapshot.get("jitter")) or 0.0
     codec = snapshot.get("codecName")
     return RawStats(
         timestamp=float(snapshot.get("timestamp") or 0.0),
