@@ -112,3 +112,31 @@ async def test_an_echo_call_publishes_its_lifecycle_and_feedback(
     assert local["ip"].startswith("127.") and isinstance(local["port"], int)
     candidate = next(e for e in stored if e["name"] == "ice-candidate")
     assert candidate["sdk_edge"]["payload"]["candidate_type"] == "host"
+
+
+async def test_publish_events_false_sends_only_feedback(
+    api_gateway: Gateway, accounts: AccountStore
+) -> None:
+    """JS: ``publishEvents: false`` turns insights off, but feedback is still posted."""
+    token = mint_token(
+        accounts.default_key(), "alice", outgoing_application_sid=DEV_APPLICATION_SID
+    )
+    device = Device(
+        token,
+        chunderw=api_gateway.url,
+        file_input_stream=ToneSource([440.0]),
+        publish_events=False,
+    )
+    try:
+        call = await device.connect(params={"To": "echo"})
+        await call.wait_for("accept", timeout=15)
+        sid = call.call_sid
+        assert sid is not None
+        await call.post_feedback(5)
+        call.disconnect()
+        await device.publisher.flush()
+        await eventually(lambda: device.publisher.pending == 0)
+        stored = await events_of(api_gateway, accounts, sid)
+    finally:
+        await device.destroy()
+    assert [f"{e['group']}/{e['name']}" for e in stored] == ["feedback/received"]
