@@ -33,12 +33,22 @@ import time
 from collections.abc import Iterable
 from pathlib import Path as FsPath
 
-from benchmarks import abuse, cpu, insights, monitor, quality, turn
+from benchmarks import abuse, call_store, cpu, insights, monitor, quality, turn
 from benchmarks.harness import Path
 from benchmarks.speech import speech_clip
 from softphone.media.aiortc_hooks import use_host_addresses
 
-SECTIONS = ("setup", "quality", "cpu", "capacity", "abuse", "turn", "insights", "monitor")
+SECTIONS = (
+    "setup",
+    "quality",
+    "cpu",
+    "capacity",
+    "abuse",
+    "turn",
+    "insights",
+    "monitor",
+    "call_store",
+)
 TARGETS = {
     "pesq_opus": 4.4,
     "pesq_pcmu": 3.95,
@@ -243,6 +253,10 @@ async def main(argv: list[str] | None = None) -> None:
     if "monitor" in sections:
         log("== monitor: injected loss/delay vs samples and warnings; monitor CPU ==")
         for line in await monitor.run(args.quick, progress=log):
+            print(line, flush=True)
+    if "call_store" in sections:
+        log("== call_store: the durable call store's operation times ==")
+        for line in await call_store.run(2000 if args.quick else 10_000):
             print(line, flush=True)
     if "insights" in sections:
         log("== insights: publishing cost, gateway store throughput and memory ==")

@@ -4,6 +4,7 @@
     softphone gateway [--no-tls]        serve /signal for SDKs and browsers
     softphone token --identity alice    print a development access token
     softphone preflight                 one echo call: timings, ICE path, audio, call quality
+    softphone calls list | show CA…     the gateway's call history
     softphone media-agent               own calls' media and audio devices for a remote app
 
 Every sub-command has ``--help``.
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from softphone.cli_calls import add_calls_parser
 from softphone.cli_common import add_log_level, configure_logging
 from softphone.cli_gateway import add_gateway_parser
 from softphone.version import __version__
@@ -295,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     add_gateway_parser(sub)
     _token_parser(sub)
+    add_calls_parser(sub)
     _preflight_parser(sub)
     _media_agent_parser(sub)
     return parser
