@@ -92,6 +92,7 @@ class GatewayChild:
                     "--no-tls",
                     "--port",
                     str(self.port),
+                    *([] if "--db" in self.args else ["--no-db"]),
                     *self.args,
                 ],
                 stdout=subprocess.DEVNULL,

@@ -59,6 +59,7 @@ def add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_api_options(p)
     _add_media_options(p)
     _add_limit_options(p)
+    _add_store_options(p)
     add_log_level(p)
     p.set_defaults(func=_run_gateway)
 
@@ -120,6 +121,48 @@ def _add_media_options(p: argparse.ArgumentParser) -> None:
         help="gateway legs also gather relay candidates on the --turn servers (a gateway "
         "behind a NAT it cannot map)",
     )
+
+
+def _add_store_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("call store (the call history, kept across restarts)")
+    group.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the SQLite file of the call history (default: $SOFTPHONE_HOME/calls.sqlite3, "
+        "else ~/.local/state/softphone/calls.sqlite3); read it with `softphone calls list`",
+    )
+    group.add_argument(
+        "--no-db", action="store_true", help="keep no call history on disk (memory only)"
+    )
+    group.add_argument(
+        "--keep-calls",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="keep at most N ended calls; the oldest go first (default %(default)s)",
+    )
+    group.add_argument(
+        "--keep-days",
+        type=float,
+        default=30.0,
+        metavar="D",
+        help="forget calls that ended more than D days ago (default %(default)s)",
+    )
+
+
+def _store_config(args: argparse.Namespace) -> tuple[Path | None, Any]:
+    """The call store's path (None: no store) and retention from the options."""
+    from softphone.gateway.call_store import Retention, default_db_path
+
+    if args.db and args.no_db:
+        raise CliError("--db and --no-db contradict each other")
+    try:
+        retention = Retention(max_calls=args.keep_calls, max_age_s=args.keep_days * 86_400)
+    except ValueError as exc:
+        raise CliError(f"--keep-calls/--keep-days: {exc}") from exc
+    if args.no_db:
+        return None, retention
+    return Path(args.db).expanduser() if args.db else default_db_path(), retention
 
 
 def _add_limit_options(p: argparse.ArgumentParser) -> None:
@@ -270,6 +313,7 @@ def _gateway_config(args: argparse.Namespace, ssl_context: Any) -> Any:
     if args.heartbeat_interval <= 0 or args.idle_timeout <= 0:
         raise CliError("--heartbeat-interval and --idle-timeout must be positive")
     media, traversal = _media_configs(args)
+    db_path, retention = _store_config(args)
     return GatewayConfig(
         host=args.host,
         port=args.port,
@@ -284,12 +328,15 @@ def _gateway_config(args: argparse.Namespace, ssl_context: Any) -> Any:
         idle_timeout_s=args.idle_timeout,
         limits=limits,
         allow_public_dev_account=args.allow_public_dev_account,
+        db_path=db_path,
+        retention=retention,
     )
 
 
 def _run_gateway(args: argparse.Namespace) -> int:
     from softphone.gateway import exposure
     from softphone.gateway.accounts import load
+    from softphone.gateway.call_store import CallStoreError
     from softphone.gateway.leg_media import LegMedia
     from softphone.gateway.server import Gateway
 
@@ -328,6 +375,11 @@ def _run_gateway(args: argparse.Namespace) -> int:
             print(line, flush=True)
         for line in _media_summary(gateway):
             print(line, flush=True)
+        if config.db_path is not None:
+            print(
+                f"call store: {config.db_path} (softphone calls list --db {config.db_path})",
+                flush=True,
+            )
         try:
             await asyncio.Event().wait()
         finally:
@@ -337,6 +389,9 @@ def _run_gateway(args: argparse.Namespace) -> int:
         asyncio.run(serve())
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how a server is stopped
+    except CallStoreError as exc:
+        print(f"softphone gateway: call store {config.db_path}: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(
             f"softphone gateway: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr

@@ -35,6 +35,7 @@ import attrs
 
 from softphone.gateway import media_bridge
 from softphone.gateway.accounts import AccountStore
+from softphone.gateway.call_history import CallHistoryLike
 from softphone.gateway.leg_media import LegMedia
 from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
@@ -186,6 +187,8 @@ class BridgedCall:
     """Digits seen beyond what :attr:`digits` keeps."""
     bridge: media_bridge.Bridge | None = None
     """The media between the legs once answered (RTP forwarding or transcoding)."""
+    child_sid: str | None = None
+    """The CallSid of the dialled legs (one per ``<Dial>``), for the call history."""
 
     def other(self, leg: Leg) -> Leg | None:
         """The leg on the far side of ``leg`` (the caller itself for echo calls)."""
@@ -234,6 +237,8 @@ class CallRouter:
         whether it was answered, reason, error, digits (and how many more were dropped)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ring_timeout_s = RING_TIMEOUT_S
+        self.history: CallHistoryLike | None = None
+        """Where calls are recorded durably (the gateway's call store), if anywhere."""
 
     # -- dispatch ----------------------------------------------------------------------
     async def on_message(self, conn: CallClient, message: Message) -> None:
@@ -334,6 +339,16 @@ class CallRouter:
         self.calls.append(call)
         self._index(call, caller, temp_sid, caller.callsid)
         log.info("call %s from %s to %r", call.sid, conn.identity, to or "(echo)")
+        if self.history is not None:
+            self.history.started(
+                call.sid,
+                account_sid=call.account_sid,
+                from_=f"client:{conn.identity}",
+                to=to,
+                direction="inbound",
+                application_sid=token.outgoing_application_sid,
+                detail={"params": params} if params else None,
+            )
         if to in ("", "echo"):
             await self._answer_echo(call)
         elif to.startswith("client:"):
@@ -421,6 +436,8 @@ class CallRouter:
 
     async def _answer_echo(self, call: BridgedCall) -> None:
         call.phase = CallPhase.ANSWERED
+        if self.history is not None:
+            self.history.answered(call.sid)
         call.connected = call.caller
         await self._answer_caller(call)
         if call.caller.pc is not None and call.phase is CallPhase.ANSWERED:
@@ -487,6 +504,16 @@ class CallRouter:
             return
         call.caller.conn.send(Ringing(callsid=call.sid))
         call.caller.sid_told = True
+        call.child_sid = child_sid
+        if self.history is not None:
+            self.history.started(
+                child_sid,
+                account_sid=call.account_sid,
+                from_=f"client:{call.caller.identity}",
+                to=f"client:{identity}",
+                direction="outbound-dial",
+                parent_call_sid=call.sid,
+            )
         call.ring_timer = asyncio.get_running_loop().call_later(
             self.ring_timeout_s, lambda: self._spawn(self._ring_timeout(call))
         )
@@ -560,6 +587,10 @@ class CallRouter:
         """
         call.phase = CallPhase.ANSWERED
         call.connected = leg
+        if self.history is not None:
+            for sid in (call.sid, call.child_sid):
+                if sid is not None:
+                    self.history.answered(sid)
         if call.ring_timer:
             call.ring_timer.cancel()
         for other in list(call.callees):
@@ -681,6 +712,17 @@ class CallRouter:
         excess = len(self.records) - self.limits.max_call_records
         if excess > 0:
             del self.records[:excess]
+        if self.history is not None:
+            answered = phase is CallPhase.ANSWERED
+            detail = {
+                "reason": reason,
+                "error": error,
+                "digits": call.digits,
+                "digits_dropped": call.digits_dropped,
+            }
+            for sid in (call.sid, call.child_sid):
+                if sid is not None:
+                    self.history.ended(sid, answered=answered, reason=reason, detail=detail)
 
     # -- in-call features --------------------------------------------------------------
     async def _on_dtmf(self, conn: CallClient, dtmf: Dtmf) -> None:

@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import Callable
 from http import HTTPStatus
+from pathlib import Path
 
 import attrs
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -29,6 +30,8 @@ from websockets.http11 import Request, Response
 
 from softphone.gateway import exposure, log_throttle
 from softphone.gateway.accounts import AccountStore
+from softphone.gateway.call_history import CallHistory
+from softphone.gateway.call_store import AsyncCallStore, CallStore, Retention
 from softphone.gateway.calls import CallRouter
 from softphone.gateway.connection import ClientConnection
 from softphone.gateway.insights_store import InsightsStore, LiveCalls
@@ -102,6 +105,10 @@ class GatewayConfig:
     """What one client may ask of the gateway (frames, queues, calls, timeouts)."""
     allow_public_dev_account: bool = False
     """Serve beyond loopback even though an API key uses the published dev secret."""
+    db_path: Path | None = None
+    """The durable call store's file (the call history survives restarts); None: no store."""
+    retention: Retention = attrs.field(factory=Retention)
+    """How much call history the store keeps."""
 
 
 class Gateway:
@@ -127,6 +134,8 @@ class Gateway:
         self.calls = CallRouter(accounts, self.presence, self.config.limits, self.leg_media)
         self.rest_api: RestApi | None = None
         """The REST API once started (``api_port`` set)."""
+        self.call_store: AsyncCallStore | None = None
+        """The durable call store once started (``db_path`` set)."""
         log_throttle.install()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -142,6 +151,13 @@ class Gateway:
             self.accounts,
             allow_public_secret=self.config.allow_public_dev_account,
         )
+        if self.config.db_path is not None:  # a bad file fails before anything binds
+            store = await AsyncCallStore.open(self.config.db_path, retention=self.config.retention)
+            await store.run(
+                CallStore.close_unfinished, now=self.config.clock(), reason="gateway stopped"
+            )
+            self.call_store = store
+            self.calls.history = CallHistory(store, self.config.clock)
         limits = self.config.limits
         self._server = await serve(
             self._handle,
@@ -179,6 +195,10 @@ class Gateway:
         if self.rest_api is not None:
             await self.rest_api.stop()
             self.rest_api = None
+        if self.call_store is not None:
+            self.calls.history = None
+            await self.call_store.close()
+            self.call_store = None
         if self._heartbeat_task:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
