@@ -83,10 +83,16 @@ class Application:
 
 @attrs.frozen
 class Account:
-    """An account (``AC…``) and the TwiML applications it owns."""
+    """An account (``AC…``), the TwiML applications it owns and its auth token.
+
+    ``auth_token`` is the account's own secret (Twilio's ``AuthToken``): with it the
+    REST API accepts HTTP Basic ``AccountSid:AuthToken`` besides the API keys. None:
+    only API keys authenticate.
+    """
 
     sid: str
     applications: tuple[Application, ...] = ()
+    auth_token: str | None = attrs.field(default=None, repr=False)
 
     def application(self, sid: str) -> Application | None:
         """The application ``sid`` of this account, or None."""
@@ -102,9 +108,15 @@ class AccountStore:
 
     # -- building ---------------------------------------------------------------
 
-    def add_account(self, sid: str, applications: Iterable[Application] = ()) -> Account:
-        """Add (or replace) the account ``sid`` with its applications."""
-        account = Account(sid, tuple(applications))
+    def add_account(
+        self,
+        sid: str,
+        applications: Iterable[Application] = (),
+        *,
+        auth_token: str | None = None,
+    ) -> Account:
+        """Add (or replace) the account ``sid`` with its applications and auth token."""
+        account = Account(sid, tuple(applications), auth_token)
         self._accounts[sid] = account
         return account
 
@@ -203,9 +215,11 @@ class AccountStore:
         Format::
 
             {"accounts": [{"sid": "AC…",
+                           "auth_token": "…",
                            "keys": [{"sid": "SK…", "secret": "…"}],
                            "applications": [{"sid": "AP…", "voice_url": "…"}]}]}
 
+        ``auth_token`` (the REST API's ``AccountSid:AuthToken`` credentials),
         ``applications`` and ``voice_url`` are optional. Raises ValueError naming the
         file and the offending field for anything malformed.
         """
@@ -232,8 +246,16 @@ class AccountStore:
         store = cls()
         for i, raw_account in enumerate(accounts):
             where = f"accounts[{i}]"
-            entry = _object(raw_account, where, required={"sid", "keys"}, optional={"applications"})
+            entry = _object(
+                raw_account,
+                where,
+                required={"sid", "keys"},
+                optional={"applications", "auth_token"},
+            )
             account_sid = _check_sid(entry["sid"], "AC", f"{where}.sid")
+            auth_token = entry.get("auth_token")
+            if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
+                raise ValueError(f"{where}.auth_token must be a non-empty string")
             if store.account(account_sid) is not None:
                 raise ValueError(f"{where}.sid: duplicate account {account_sid}")
             apps = []
@@ -248,7 +270,7 @@ class AccountStore:
                 apps.append(
                     Application(_check_sid(app["sid"], "AP", f"{app_where}.sid"), voice_url)
                 )
-            store.add_account(account_sid, apps)
+            store.add_account(account_sid, apps, auth_token=auth_token)
             for j, raw_key in enumerate(_list(entry["keys"], f"{where}.keys")):
                 key_where = f"{where}.keys[{j}]"
                 key = _object(raw_key, key_where, required={"sid", "secret"})

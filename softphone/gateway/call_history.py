@@ -14,10 +14,13 @@ from typing import Any, Protocol
 
 from softphone.gateway.call_store import AsyncCallStore, CallRecord, CallStore
 
+API_END_REASON = "ended by the REST API"
+"""End reason of a call ended by the REST API's ``Status`` update."""
 REASON_STATUS = {
     "rejected": "busy",
     "no answer": "no-answer",
     "hangup by caller": "canceled",
+    API_END_REASON: "canceled",
 }
 """Final status of a call that ended unanswered, by the router's end reason."""
 
@@ -106,4 +109,4 @@ class CallHistory:
         )
 
 
-__all__ = ["CallHistory", "CallHistoryLike", "final_status"]
+__all__ = ["API_END_REASON", "CallHistory", "CallHistoryLike", "final_status"]

@@ -35,7 +35,7 @@ import attrs
 
 from softphone.gateway import media_bridge
 from softphone.gateway.accounts import AccountStore
-from softphone.gateway.call_history import CallHistoryLike
+from softphone.gateway.call_history import API_END_REASON, CallHistoryLike
 from softphone.gateway.leg_media import LegMedia
 from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
@@ -951,6 +951,29 @@ class CallRouter:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def end_call(self, account_sid: str, sid: str, *, canceled: bool) -> CallPhase | None:
+        """End a live call as the REST API's ``Status`` update asks; the phase it was in.
+
+        ``sid`` is the call's CallSid or its dialled leg's (the built-in app has nothing
+        to do after a ``<Dial>``, so ending either leg ends both). ``canceled``
+        (``Status=canceled``) ends only a call still ringing, as Twilio's does: an
+        answered call is left alone. Otherwise (``Status=completed``) the call ends in
+        any phase. The caller gets ``hangup``, a ringing callee ``cancel``, a connected
+        one ``hangup``; the call history records it as ``completed`` if answered, else
+        ``canceled``. None when ``account_sid`` has no live call ``sid``.
+        """
+        call = next(
+            (c for c in self.calls if c.account_sid == account_sid and sid in (c.sid, c.child_sid)),
+            None,
+        )
+        if call is None:
+            return None
+        phase = call.phase
+        if phase is CallPhase.RINGING or not canceled:
+            log.info("call %s: ending it for the REST API (%s)", call.sid, phase.value)
+            await self._end(call, reason=API_END_REASON)
+        return phase
 
 
 def _gathered_nothing(pc: PeerConnection) -> bool:

@@ -2,14 +2,35 @@
 
 Served over HTTP(S) by aiohttp on its own port (Twilio too keeps its REST API on a
 different host from signaling). Requests authenticate like Twilio's: HTTP Basic with
-an API key (``SK…`` sid and secret) of the account named in the path. Errors have
-Twilio's JSON shape (``code``, ``message``, ``more_info``, ``status``) so the official
-helper library raises its usual ``TwilioRestException``.
+an API key (``SK…`` sid and secret) of the account named in the path, or with the
+account's own sid and auth token when the accounts config gives it one. Anything
+else is 401 with 20003. Errors have Twilio's JSON shape (``code``, ``message``,
+``more_info``, ``status``) so the official helper library raises its usual
+``TwilioRestException``.
 
-Resources:
+Resources under ``/2010-04-01/Accounts/{AccountSid}``:
 
-* ``POST /2010-04-01/Accounts/{AccountSid}/Tokens.json`` (form field ``Ttl``): the
-  Network Traversal Service, see :mod:`softphone.gateway.traversal`.
+* ``POST …/Tokens.json`` (form field ``Ttl``): the Network Traversal Service, see
+  :mod:`softphone.gateway.traversal`.
+
+With the gateway's durable call store (:class:`~softphone.gateway.call_store.AsyncCallStore`;
+without one these resources do not exist and answer 404), shaped and filtered as
+:mod:`softphone.gateway.rest_calls` says:
+
+* ``GET …/Calls.json``: the account's calls, newest first (filters ``To``, ``From``,
+  ``Status``, ``ParentCallSid``, ``StartTime``/``StartTime>``/``StartTime<``; paging
+  with ``PageSize``, ``Page``, ``PageToken``). Live calls are there too: the router
+  writes each call to the store when it starts.
+* ``GET …/Calls/{CallSid}.json``: one call; 404 when it is not the account's.
+* ``POST …/Calls/{CallSid}.json`` with ``Status``: ``completed`` ends the call in any
+  phase, ``canceled`` ends it only while it rings (an answered call is left as it
+  is, as Twilio does); a call already over is 400 with 21220. ``Url``/``Twiml``
+  redirects and the other update parameters are refused (400) for now.
+* ``GET …/Recordings.json`` (filter ``CallSid``) and ``GET …/Calls/{CallSid}/Recordings.json``
+  (empty for another account's call, as the filter is);
+  ``GET …/Recordings/{RecordingSid}.json``; the audio at ``…/Recordings/{RecordingSid}.wav``
+  (or without extension, as Twilio's ``media_url``), ``audio/x-wav``, Basic auth
+  required like everything else.
 
 Insights (when the gateway gives an :class:`~softphone.gateway.insights_store.InsightsStore`),
 what ``eventgw.twilio.com`` and ``insights.twilio.com`` are for Twilio:
@@ -32,7 +53,7 @@ what ``eventgw.twilio.com`` and ``insights.twilio.com`` are for Twilio:
 
 The official helper reaches it with ``client.api.base_url = "http://host:port"`` (and
 ``client.insights.base_url`` for the Insights resources). Every Basic-auth resource
-takes an API key (``SK…`` sid and secret) of the account.
+takes an API key (``SK…`` sid and secret) of the account, or the account's auth token.
 """
 
 from __future__ import annotations
@@ -45,11 +66,15 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from softphone.gateway import rest_calls
 from softphone.gateway.accounts import AccountStore
+from softphone.gateway.call_store import AsyncCallStore, CallRecord, CallStore, Page, Recording
+from softphone.gateway.calls import CallPhase, CallRouter
 from softphone.gateway.insights_store import (
     CallInsights,
     InsightsRejected,
@@ -57,6 +82,7 @@ from softphone.gateway.insights_store import (
     Poster,
     StoredItem,
 )
+from softphone.gateway.rest_calls import API_VERSION, BadRequest
 from softphone.gateway.tokens import TokenError, verify_token
 from softphone.gateway.traversal import TraversalConfig, check_ttl, token_resource
 from softphone.insights import endpoint
@@ -72,14 +98,29 @@ from softphone.signaling.codes import (
 
 log = logging.getLogger("softphone.gateway.rest")
 
-API_VERSION = "2010-04-01"
 INSIGHTS_API = "/v1/Voice/{call_sid}"
 _INGEST = "ingest"
 """Route name prefix of the insights posts: authenticated by token, not Basic."""
 _WILDCARDS = ("", "0.0.0.0", "::")
+INVALID_CALL_STATE = 21220
+"""Twilio's 'Invalid call state': the call is over, it cannot be changed (HTTP 400)."""
+UNSUPPORTED_UPDATES = (
+    "Url",
+    "Method",
+    "Twiml",
+    "FallbackUrl",
+    "FallbackMethod",
+    "StatusCallback",
+    "StatusCallbackMethod",
+    "TimeLimit",
+)
+"""Call update parameters Twilio has and this gateway does not do yet: refused."""
+WAV = "audio/x-wav"
 
 
-def _error(status: int, code: int, message: str) -> web.Response:
+def _error(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.json_response(
         {
             "code": code,
@@ -88,6 +129,7 @@ def _error(status: int, code: int, message: str) -> web.Response:
             "status": status,
         },
         status=status,
+        headers=headers,
     )
 
 
@@ -101,13 +143,21 @@ class RestApi:
         *,
         clock: Callable[[], float] = time.time,
         insights: InsightsStore | None = None,
+        calls: CallRouter | None = None,
+        call_store: AsyncCallStore | None = None,
     ) -> None:
-        """``insights``: serve the insights resources backed by this store (else none)."""
+        """``insights``: serve the insights resources backed by this store (else none).
+
+        ``call_store``: serve Calls and Recordings from it (else none); ``calls``, the
+        live calls, lets a Call update end one.
+        """
         self.accounts = accounts
         self.traversal = traversal
         self.clock = clock
         self.insights = insights
         """What SDKs published, per call; None when insights are not served."""
+        self.calls = calls
+        self.call_store = call_store
         max_body = insights.limits.max_body_bytes if insights else 1024**2
         self.app = web.Application(middlewares=[self._authenticate], client_max_size=max_body)
         base = f"/{API_VERSION}/Accounts/{{account_sid}}"
@@ -119,6 +169,17 @@ class RestApi:
             router.add_get(f"{INSIGHTS_API}/Events", self._get_events)
             router.add_get(f"{INSIGHTS_API}/Metrics", self._get_metrics)
             router.add_get(f"{INSIGHTS_API}/Feedback", self._get_feedback)
+        if call_store is not None:
+            router = self.app.router
+            router.add_get(f"{base}/Calls.json", self._list_calls)
+            router.add_get(f"{base}/Calls/{{call_sid}}.json", self._fetch_call)
+            router.add_post(f"{base}/Calls/{{call_sid}}.json", self._update_call)
+            router.add_get(f"{base}/Calls/{{call_sid}}/Recordings.json", self._list_call_recordings)
+            router.add_get(f"{base}/Recordings.json", self._list_recordings)
+            recording = f"{base}/Recordings/{{recording_sid:RE[0-9a-fA-F]{{32}}}}"
+            router.add_get(f"{recording}.json", self._fetch_recording)
+            router.add_get(f"{recording}.wav", self._recording_media)
+            router.add_get(recording, self._recording_media)
         self._runner: web.AppRunner | None = None
         self._scheme = "http"
 
@@ -154,6 +215,14 @@ class RestApi:
         host = self._runner.addresses[0][0]
         return f"{self._scheme}://{_url_host(host)}:{self.port}"
 
+    def origin(self, host_header: str | None) -> str:
+        """``scheme://host:port`` of this API as a client reached it (its ``Host``
+        header), else as bound: the base of absolute URLs such as ``media_url``."""
+        if self._runner is None or not self._runner.addresses:
+            raise RuntimeError("REST API not started")
+        host = _hostname(host_header) or str(self._runner.addresses[0][0])
+        return f"{self._scheme}://{_url_host(host)}:{self.port}"
+
     def insights_url(self, host_header: str | None) -> str | None:
         """The insights base URL to name in ``connected``, or None when not served.
 
@@ -186,17 +255,21 @@ class RestApi:
         if (request.match_info.route.name or "").startswith(_INGEST):
             response = await handler(request)
             return response
-        account_sid = self._key_account(request.headers.get("Authorization", ""))
+        account_sid = self._credentials_account(request.headers.get("Authorization", ""))
         path_account = request.match_info.get("account_sid")
         if account_sid is None or path_account not in (None, account_sid):
             log.info("REST %s %s: authentication failed", request.method, request.path)
-            return _error(401, REST_AUTHENTICATE, "Authenticate")
+            challenge = {"WWW-Authenticate": 'Basic realm="softphone gateway"'}
+            return _error(401, REST_AUTHENTICATE, "Authenticate", challenge)
         response = await handler(request)
         return response
 
-    def _key_account(self, header: str) -> str | None:
-        """The account of the API key in an HTTP Basic header (constant-time secret
-        check), or None."""
+    def _credentials_account(self, header: str) -> str | None:
+        """The account an HTTP Basic header authenticates, or None.
+
+        The user is an API key sid (its secret as password) or an account sid (its
+        auth token as password, if it has one). Secrets compare in constant time.
+        """
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
             return None
@@ -204,6 +277,12 @@ class RestApi:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
+        account = self.accounts.account(user)
+        if account is not None:
+            token = account.auth_token
+            if token is None or not hmac.compare_digest(token.encode(), password.encode()):
+                return None
+            return account.sid
         key = self.accounts.key(user)
         if key is None or not hmac.compare_digest(key.secret.encode(), password.encode()):
             return None
@@ -225,6 +304,141 @@ class RestApi:
         body = token_resource(self.traversal, account_sid, ttl_s=ttl, now=self.clock())
         log.info("REST: ICE servers for %s (ttl %d s)", account_sid, ttl)
         return web.json_response(body, status=201)
+
+    # -- calls and recordings --------------------------------------------------------------
+    def _store(self) -> AsyncCallStore:
+        assert self.call_store is not None  # the routes exist only with a store
+        return self.call_store
+
+    async def _list_calls(self, request: web.Request) -> web.Response:
+        account_sid = request.match_info["account_sid"]
+        try:
+            paging = rest_calls.page_request(request.query, rest_calls.CALL_FILTERS)
+            filters = rest_calls.call_filter(request.query)
+        except BadRequest as exc:
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+
+        def lister(store: CallStore, size: int, token: str | None) -> Page[CallRecord]:
+            return store.list_calls(account_sid, filters, page_size=size, page_token=token)
+
+        try:
+            page = await self._store().run(rest_calls.walk, lister, paging)
+        except ValueError as exc:  # a page token this store did not hand out
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+        items = [rest_calls.call_resource(call) for call in page.items]
+        body = rest_calls.list_body("calls", request.path, paging, items, page.next_page_token)
+        return web.json_response(body)
+
+    async def _fetch_call(self, request: web.Request) -> web.Response:
+        account_sid = request.match_info["account_sid"]
+        call = await self._store().run(
+            CallStore.get_call, account_sid, request.match_info["call_sid"]
+        )
+        if call is None:
+            return _not_found(request)
+        return web.json_response(rest_calls.call_resource(call))
+
+    async def _update_call(self, request: web.Request) -> web.Response:
+        """``Status=completed|canceled`` on a live call, with Twilio's rules."""
+        account_sid = request.match_info["account_sid"]
+        sid = request.match_info["call_sid"]
+        form = await request.post()
+        store = self._store()
+        call = await store.run(CallStore.get_call, account_sid, sid)
+        if call is None:
+            return _not_found(request)
+        unsupported = [name for name in UNSUPPORTED_UPDATES if name in form]
+        if unsupported:
+            return _error(
+                400,
+                REST_INVALID_PARAMETER,
+                f"This gateway cannot update a call's {', '.join(unsupported)} yet",
+            )
+        status = form.get("Status")
+        if status is None:
+            return web.json_response(rest_calls.call_resource(call))
+        if status not in rest_calls.UPDATE_STATUSES:
+            return _error(400, REST_INVALID_PARAMETER, "Status must be canceled or completed")
+        phase = None
+        if not call.ended and self.calls is not None:
+            phase = await self.calls.end_call(account_sid, sid, canceled=status == "canceled")
+        if phase is None:  # over (or not this gateway's to end any more)
+            return _error(400, INVALID_CALL_STATE, "Call is not in-progress. Cannot redirect.")
+        if phase is CallPhase.ANSWERED and status == "canceled":
+            log.info("REST: call %s is answered: Status=canceled leaves it alone", sid)
+        else:
+            log.info("REST: call %s ended (Status=%s)", sid, status)
+        updated = await store.run(CallStore.get_call, account_sid, sid)
+        return web.json_response(rest_calls.call_resource(updated or call))
+
+    async def _list_recordings(self, request: web.Request) -> web.Response:
+        try:
+            call_sid = rest_calls.recording_call_sid(request.query)
+        except BadRequest as exc:
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+        none = "ConferenceSid" in request.query  # the gateway has no conferences
+        return await self._recordings_page(request, call_sid, none=none)
+
+    async def _list_call_recordings(self, request: web.Request) -> web.Response:
+        """Like ``Recordings.json?CallSid=``: empty for a call that is not the account's."""
+        call_sid = request.match_info["call_sid"]
+        try:
+            rest_calls.recording_call_sid(request.query)  # refuses the unsupported filters
+        except BadRequest as exc:
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+        return await self._recordings_page(request, call_sid, none=False)
+
+    async def _recordings_page(
+        self, request: web.Request, call_sid: str | None, *, none: bool
+    ) -> web.Response:
+        """One page of the account's recordings (of ``call_sid`` if given; empty if ``none``)."""
+        account_sid = request.match_info["account_sid"]
+        try:
+            paging = rest_calls.page_request(request.query, rest_calls.RECORDING_FILTERS)
+        except BadRequest as exc:
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+
+        def lister(store: CallStore, size: int, token: str | None) -> Page[Recording]:
+            if none:
+                return Page((), None)
+            return store.list_recordings(
+                account_sid, call_sid=call_sid, page_size=size, page_token=token
+            )
+
+        try:
+            page = await self._store().run(rest_calls.walk, lister, paging)
+        except ValueError as exc:
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+        origin = self.origin(request.headers.get("Host"))
+        items = [rest_calls.recording_resource(item, origin) for item in page.items]
+        body = rest_calls.list_body("recordings", request.path, paging, items, page.next_page_token)
+        return web.json_response(body)
+
+    async def _recording(self, request: web.Request) -> Recording | None:
+        return await self._store().run(
+            CallStore.get_recording,
+            request.match_info["account_sid"],
+            request.match_info["recording_sid"],
+        )
+
+    async def _fetch_recording(self, request: web.Request) -> web.Response:
+        recording = await self._recording(request)
+        if recording is None:
+            return _not_found(request)
+        origin = self.origin(request.headers.get("Host"))
+        return web.json_response(rest_calls.recording_resource(recording, origin))
+
+    async def _recording_media(self, request: web.Request) -> web.StreamResponse:
+        """The recording's audio file, if it is still under the recordings folder."""
+        recording = await self._recording(request)
+        if recording is None:
+            return _not_found(request)
+        folder = self._store().recordings_dir
+        path = Path(recording.path).resolve()
+        if not path.is_relative_to(folder) or not path.is_file():
+            log.warning("REST: recording %s has no file under %s", recording.sid, folder)
+            return _not_found(request)
+        return web.FileResponse(path, headers={"Content-Type": WAV})
 
     # -- insights --------------------------------------------------------------------------
     async def _post_events(self, request: web.Request) -> web.Response:
@@ -268,7 +482,7 @@ class RestApi:
     def _entry(self, request: web.Request) -> CallInsights | None:
         """The call's entry if the key's account owns it (the middleware checked the key)."""
         assert self.insights is not None
-        account_sid = self._key_account(request.headers.get("Authorization", ""))
+        account_sid = self._credentials_account(request.headers.get("Authorization", ""))
         if account_sid is None:
             return None
         return self.insights.get(account_sid, request.match_info["call_sid"])

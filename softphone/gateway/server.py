@@ -177,6 +177,8 @@ class Gateway:
                 self.config.traversal,
                 clock=self.config.clock,
                 insights=InsightsStore(LiveCalls(self.calls)),
+                calls=self.calls,
+                call_store=self.call_store,
             )
             await self.rest_api.start(
                 self.config.host, self.config.api_port, self.config.ssl_context
