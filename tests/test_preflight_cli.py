@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fixtures_turn import Coturn
+from test_preflight_report import REPORT_KEYS
 
 from benchmarks.wire import GatewayChild
 
@@ -55,21 +56,7 @@ def test_preflight_json_prints_the_js_report() -> None:
     result = preflight("--json", "--seconds", "5")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)  # stdout is the JSON alone: progress went to stderr
-    assert set(report) == {
-        "callSid",
-        "callQuality",
-        "edge",
-        "selectedEdge",
-        "iceCandidateStats",
-        "selectedIceCandidatePairStats",
-        "isTurnRequired",
-        "networkTiming",
-        "samples",
-        "stats",
-        "testTiming",
-        "totals",
-        "warnings",
-    }
+    assert set(report) == REPORT_KEYS
     assert report["callQuality"] == "excellent" and report["isTurnRequired"] is False
     assert set(report["networkTiming"]) == {"signaling", "peerConnection", "ice", "dtls"}
     assert set(report["stats"]) == {"jitter", "mos", "rtt"}

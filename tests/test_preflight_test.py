@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from recorders import EventLog
+from test_preflight_report import REPORT_KEYS
 
 from benchmarks.udp_relay import UdpRelay, loss
 from softphone.audio_backends.tone import ToneSource
@@ -23,21 +24,6 @@ from softphone.core.preflight_test import PreflightStatus, PreflightTest, run_pr
 from softphone.gateway.server import Gateway
 from softphone.media.peer_connection import PeerConnection
 
-JS_REPORT_KEYS = {
-    "callSid",
-    "callQuality",
-    "edge",
-    "selectedEdge",
-    "iceCandidateStats",
-    "selectedIceCandidatePairStats",
-    "isTurnRequired",
-    "networkTiming",
-    "samples",
-    "stats",
-    "testTiming",
-    "totals",
-    "warnings",
-}
 RTC = {"iceServers": []}
 OUTCOME_TIMEOUT_S = 60.0
 
@@ -143,7 +129,7 @@ async def test_a_clean_preflight_completes_with_an_excellent_report(
 
     # 277, 279, 280: the report
     js = report.to_dict()
-    assert set(js) == JS_REPORT_KEYS, set(js) ^ JS_REPORT_KEYS
+    assert set(js) == REPORT_KEYS, set(js) ^ REPORT_KEYS
     assert report.call_quality == "excellent" and js["callQuality"] == "excellent"
     assert js["callSid"] == test.call_sid == seen_at_connect["call_sid"]
     assert test.call_sid is not None and test.call_sid.startswith("CA")
