@@ -90,6 +90,7 @@ from softphone.signaling.codes import (
     ACCESS_TOKEN_EXPIRED,
     ACCESS_TOKEN_INVALID,
     REST_AUTHENTICATE,
+    REST_INVALID_CALL_STATE,
     REST_INVALID_PARAMETER,
     REST_NOT_FOUND,
     REST_SERVICE_UNAVAILABLE,
@@ -102,8 +103,6 @@ INSIGHTS_API = "/v1/Voice/{call_sid}"
 _INGEST = "ingest"
 """Route name prefix of the insights posts: authenticated by token, not Basic."""
 _WILDCARDS = ("", "0.0.0.0", "::")
-INVALID_CALL_STATE = 21220
-"""Twilio's 'Invalid call state': the call is over, it cannot be changed (HTTP 400)."""
 UNSUPPORTED_UPDATES = (
     "Url",
     "Method",
@@ -363,7 +362,7 @@ class RestApi:
         if not call.ended and self.calls is not None:
             phase = await self.calls.end_call(account_sid, sid, canceled=status == "canceled")
         if phase is None:  # over (or not this gateway's to end any more)
-            return _error(400, INVALID_CALL_STATE, "Call is not in-progress. Cannot redirect.")
+            return _error(400, REST_INVALID_CALL_STATE, "Call is not in-progress. Cannot redirect.")
         if phase is CallPhase.ANSWERED and status == "canceled":
             log.info("REST: call %s is answered: Status=canceled leaves it alone", sid)
         else:

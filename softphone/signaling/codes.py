@@ -131,5 +131,7 @@ REST_SERVICE_UNAVAILABLE: Final = 20005
 """Twilio REST 'Service unavailable': the resource has nothing to serve (HTTP 503)."""
 REST_NOT_FOUND: Final = 20404
 """Twilio REST 'Not found': no such resource (HTTP 404)."""
+REST_INVALID_CALL_STATE: Final = 21220
+"""Twilio REST 'Invalid call state': the call is over, it cannot be changed (HTTP 400)."""
 REST_INVALID_PARAMETER: Final = 21609
 """Twilio REST 'Invalid parameter': a parameter has a value out of range (HTTP 400)."""
