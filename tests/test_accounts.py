@@ -45,6 +45,7 @@ def valid_config() -> dict[str, Any]:
             {
                 "sid": AC,
                 "keys": [{"sid": SK, "secret": FILE_SECRET}],
+                "auth_token": "account-token",
                 "applications": [{"sid": AP, "voice_url": "http://127.0.0.1/twiml"}],
             },
             {"sid": AC2, "keys": [{"sid": SK2, "secret": FILE_SECRET + "x"}]},
@@ -104,6 +105,29 @@ def test_from_file(tmp_path: Path) -> None:
     assert store.key("SK" + "9" * 32) is None
 
 
+def test_application_webhook_fields(tmp_path: Path) -> None:
+    config = valid_config()
+    config["accounts"][0]["applications"] = [
+        {
+            "sid": AP,
+            "voice_url": "https://app.example/voice",
+            "voice_method": "get",
+            "voice_fallback_url": "https://app.example/fallback",
+            "status_callback": "https://app.example/status",
+            "status_callback_events": ["initiated", "answered", "completed"],
+        }
+    ]
+    app = AccountStore.from_file(write(tmp_path, config)).application(AC, AP)
+    assert app == Application(
+        AP,
+        "https://app.example/voice",
+        voice_method="GET",
+        voice_fallback_url="https://app.example/fallback",
+        status_callback="https://app.example/status",
+        status_callback_events=("initiated", "answered", "completed"),
+    )
+
+
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
@@ -146,7 +170,44 @@ def test_from_file(tmp_path: Path) -> None:
         ),
         (
             {"accounts": [{"sid": AC, "keys": [], "applications": [{"sid": AP, "voice_url": 1}]}]},
-            "accounts[0].applications[0].voice_url must be a string",
+            "accounts[0].applications[0].voice_url must be an http(s) URL",
+        ),
+        (
+            {"accounts": [{"sid": AC, "keys": [], "applications": [{"sid": AP, "voice_url": ""}]}]},
+            "accounts[0].applications[0].voice_url must be an http(s) URL",
+        ),
+        (
+            {
+                "accounts": [
+                    {"sid": AC, "keys": [], "applications": [{"sid": AP, "voice_url": "http://a/"}]}
+                ]
+            },
+            "voice_url needs accounts[0].auth_token",
+        ),
+        (
+            {
+                "accounts": [
+                    {
+                        "sid": AC,
+                        "keys": [],
+                        "auth_token": "t",
+                        "applications": [{"sid": AP, "voice_method": "PUT"}],
+                    }
+                ]
+            },
+            "voice_method must be GET or POST",
+        ),
+        (
+            {
+                "accounts": [
+                    {
+                        "sid": AC,
+                        "keys": [],
+                        "applications": [{"sid": AP, "status_callback_events": ["done"]}],
+                    }
+                ]
+            },
+            "status_callback_events must list some of",
         ),
         (
             {"accounts": [{"sid": AC, "keys": []}, {"sid": AC, "keys": []}]},

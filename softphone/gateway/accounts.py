@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -69,16 +70,30 @@ class ApiKey:
     account_sid: str
 
 
+StatusEvent = str
+"""A ``status_callback`` event: ``initiated``, ``ringing``, ``answered`` or ``completed``."""
+STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+METHODS = ("GET", "POST")
+
+
 @attrs.frozen
 class Application:
     """A TwiML application, the target of a token's outgoing grant.
 
-    A placeholder for now: the gateway only checks that it exists. ``voice_url`` is
-    where a real TwiML fetch would go.
+    Without ``voice_url`` the gateway's built-in app routes the call (``client:NAME``,
+    ``echo``). With it, the call runs the TwiML that URL returns (signed requests,
+    ``voice_fallback_url`` when it fails) and ``status_callback`` is told of the
+    ``status_callback_events`` (Twilio's default: ``completed`` only).
     """
 
     sid: str
     voice_url: str | None = None
+    voice_method: str = "POST"
+    voice_fallback_url: str | None = None
+    voice_fallback_method: str = "POST"
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    status_callback_events: tuple[StatusEvent, ...] = ("completed",)
 
 
 @attrs.frozen
@@ -263,13 +278,13 @@ class AccountStore:
                 _list(entry.get("applications", []), f"{where}.applications")
             ):
                 app_where = f"{where}.applications[{j}]"
-                app = _object(raw_app, app_where, required={"sid"}, optional={"voice_url"})
-                voice_url = app.get("voice_url")
-                if voice_url is not None and not isinstance(voice_url, str):
-                    raise ValueError(f"{app_where}.voice_url must be a string")
-                apps.append(
-                    Application(_check_sid(app["sid"], "AP", f"{app_where}.sid"), voice_url)
-                )
+                app = _application(raw_app, app_where)
+                if app.voice_url and auth_token is None:
+                    raise ValueError(
+                        f"{app_where}.voice_url needs {where}.auth_token: webhooks are "
+                        "signed with the account's auth token"
+                    )
+                apps.append(app)
             store.add_account(account_sid, apps, auth_token=auth_token)
             for j, raw_key in enumerate(_list(entry["keys"], f"{where}.keys")):
                 key_where = f"{where}.keys[{j}]"
@@ -291,6 +306,41 @@ def load(
     if path is not None:
         return AccountStore.from_file(path)
     return AccountStore.from_env(environ) or AccountStore.dev(environ)
+
+
+_APP_FIELDS = {
+    "voice_url",
+    "voice_method",
+    "voice_fallback_url",
+    "voice_fallback_method",
+    "status_callback",
+    "status_callback_method",
+    "status_callback_events",
+}
+
+
+def _application(raw: object, where: str) -> Application:
+    """One ``applications`` entry, every field checked (ValueError naming it)."""
+    app = _object(raw, where, required={"sid"}, optional=_APP_FIELDS)
+    fields: dict[str, Any] = {}
+    for name in ("voice_url", "voice_fallback_url", "status_callback"):
+        value = app.get(name)
+        if value is None:
+            continue
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{where}.{name} must be an http(s) URL, got {value!r}")
+        fields[name] = value
+    for name in ("voice_method", "voice_fallback_method", "status_callback_method"):
+        value = app.get(name, "POST")
+        if not isinstance(value, str) or value.upper() not in METHODS:
+            raise ValueError(f"{where}.{name} must be GET or POST, got {value!r}")
+        fields[name] = value.upper()
+    events = app.get("status_callback_events", ["completed"])
+    if not isinstance(events, list) or not all(e in STATUS_EVENTS for e in events):
+        raise ValueError(f"{where}.status_callback_events must list some of {STATUS_EVENTS}")
+    fields["status_callback_events"] = tuple(events)
+    return Application(sid=_check_sid(app["sid"], "AP", f"{where}.sid"), **fields)
 
 
 def _check_sid(value: object, prefix: str, where: str) -> str:

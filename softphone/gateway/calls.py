@@ -33,13 +33,20 @@ from typing import Any, Protocol, cast
 
 import attrs
 
+from softphone.audio_backends.base import AudioSource
 from softphone.gateway import media_bridge
-from softphone.gateway.accounts import AccountStore
+from softphone.gateway.accounts import AccountStore, Application
+from softphone.gateway.app.app_call import AppCall, AppSettings
+from softphone.gateway.app.services import AppServices
 from softphone.gateway.call_history import API_END_REASON, CallHistoryLike
 from softphone.gateway.leg_media import LegMedia
 from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
 from softphone.gateway.tokens import VerifiedToken
+from softphone.gateway.twiml import events as twiml_events
+from softphone.gateway.twiml.model import Client
+from softphone.gateway.twiml.params import voice_request_params
+from softphone.gateway.twiml.runner import TwimlRunner
 from softphone.media.peer_connection import PeerConnection
 from softphone.signaling.codes import (
     APPLICATION_NOT_FOUND,
@@ -189,6 +196,8 @@ class BridgedCall:
     """The media between the legs once answered (RTP forwarding or transcoding)."""
     child_sid: str | None = None
     """The CallSid of the dialled legs (one per ``<Dial>``), for the call history."""
+    app: AppCall | None = None
+    """The TwiML application running this call (None: the built-in app)."""
 
     def other(self, leg: Leg) -> Leg | None:
         """The leg on the far side of ``leg`` (the caller itself for echo calls)."""
@@ -216,12 +225,14 @@ class CallRouter:
         *,
         bridge: BridgeFactory | None = None,
         echo: EchoFactory | None = None,
+        apps: AppServices | None = None,
     ) -> None:
         """Everything the router touches beyond its own state is given to it here.
 
         ``leg_media`` makes each leg's peer connection (default :class:`LegMedia`);
         ``bridge`` and ``echo`` make the media between answered legs (default
-        :mod:`~softphone.gateway.media_bridge`'s, looked up when the router is built).
+        :mod:`~softphone.gateway.media_bridge`'s, looked up when the router is built);
+        ``apps``: what TwiML application calls use (webhooks, speech, recordings).
         """
         self.accounts = accounts
         self.presence = presence
@@ -239,6 +250,8 @@ class CallRouter:
         self.ring_timeout_s = RING_TIMEOUT_S
         self.history: CallHistoryLike | None = None
         """Where calls are recorded durably (the gateway's call store), if anywhere."""
+        self.apps = apps or AppServices()
+        """Shared by the calls that run a TwiML application."""
 
     # -- dispatch ----------------------------------------------------------------------
     async def on_message(self, conn: CallClient, message: Message) -> None:
@@ -273,6 +286,8 @@ class CallRouter:
                     continue
                 if leg is not call.caller and leg is not call.connected:
                     await self._drop_callee(call, leg)
+                elif leg.role == "dialed" and conn.reconnect_timeout_s <= 0:
+                    await self._end_dial(call, "completed", skip=leg)
                 elif conn.reconnect_timeout_s > 0:
                     log.info(
                         "call %s: %s leg detached; holding it %d s",
@@ -297,8 +312,11 @@ class CallRouter:
         """End every call (gateway stop)."""
         for call in list(self.calls):
             await self._end(call, reason="gateway stopping")
+            if call.app is not None:
+                await call.app.close()
         for task in list(self._tasks):
             task.cancel()
+        await self.apps.close()
 
     def _lookup(self, conn: CallClient, callsid: str | None) -> tuple[BridgedCall, Leg] | None:
         if callsid is None:
@@ -349,7 +367,10 @@ class CallRouter:
                 application_sid=token.outgoing_application_sid,
                 detail={"params": params} if params else None,
             )
-        if to in ("", "echo"):
+        app = self.accounts.application(call.account_sid, token.outgoing_application_sid or "")
+        if app is not None and app.voice_url:
+            self._start_app(call, app, f"client:{conn.identity}")
+        elif to in ("", "echo"):
             await self._answer_echo(call)
         elif to.startswith("client:"):
             await self._dial_client(call, to.removeprefix("client:"))
@@ -395,12 +416,13 @@ class CallRouter:
         pc.on_connection_state_change = on_state
         return pc
 
-    async def _answer_caller(self, call: BridgedCall) -> None:
-        """Create the caller leg's media and send ``answer`` with a reconnect token."""
+    async def _answer_caller(self, call: BridgedCall, source: AudioSource | None = None) -> None:
+        """Create the caller leg's media (sending ``source``) and send ``answer`` with a
+        reconnect token."""
         caller = call.caller
         pc = self._leg_pc(caller)
         try:
-            sdp = await pc.create_answer(call.offer_sdp, None)
+            sdp = await pc.create_answer(call.offer_sdp, source)
         except Exception as exc:
             log.warning("call %s: cannot answer caller: %s", call.sid, exc)
             await self._end(
@@ -526,6 +548,187 @@ class CallRouter:
                 error={"code": TEMPORARILY_UNAVAILABLE, "message": "No answer"},
             )
 
+    # -- TwiML applications --------------------------------------------------------------
+    def _start_app(self, call: BridgedCall, app: Application, from_: str) -> None:
+        """Run ``app``'s TwiML for ``call`` (its ``voice_url``, else its fallback)."""
+        account = self.accounts.account(call.account_sid)
+        assert account is not None and account.auth_token is not None and app.voice_url
+        params = voice_request_params(
+            account_sid=call.account_sid,
+            call_sid=call.sid,
+            from_=from_,
+            to=call.to,
+            application_sid=app.sid,
+            custom=call.custom_params,
+        )
+        runner = TwimlRunner.fetching(
+            app.voice_url,
+            "GET" if app.voice_method == "GET" else "POST",
+            params,
+            fallback_url=app.voice_fallback_url or "",
+            fallback_method="GET" if app.voice_fallback_method == "GET" else "POST",
+        )
+        settings = AppSettings(
+            account_sid=call.account_sid, auth_token=account.auth_token, application=app
+        )
+        call.app = AppCall(runner, settings, params, self, self.apps)
+        call.caller.conn.send(Ringing(callsid=call.sid))
+        call.caller.sid_told = True
+        log.info("call %s runs application %s (%s)", call.sid, app.sid, app.voice_url)
+        call.app.start()
+
+    def _app_call(self, app: AppCall) -> BridgedCall | None:
+        return next((c for c in self.calls if c.app is app), None)
+
+    async def app_answer(self, app: AppCall) -> bool:
+        """Answer the app leg with the application's prompt player as its audio."""
+        call = self._app_call(app)
+        if call is None or call.phase is not CallPhase.RINGING:
+            return call is not None and call.caller.pc is not None
+        call.phase = CallPhase.ANSWERED
+        if self.history is not None:
+            self.history.answered(call.sid)
+        await self._answer_caller(call, source=app.player)
+        app.leg_pc = call.caller.pc
+        return call.phase is CallPhase.ANSWERED and call.caller.pc is not None
+
+    async def app_dial(self, app: AppCall, clients: tuple[Client, ...], caller_id: str) -> None:
+        """``<Dial>``: ring every device of every client at once (one child CallSid)."""
+        call = self._app_call(app)
+        if call is None:
+            app.dial_over("failed")
+            return
+        child_sid = call_sid()
+        call.child_sid = child_sid
+        for client in clients:
+            registered = cast(
+                list[CallClient], self.presence.connections(call.account_sid, client.identity)
+            )
+            parameters = {
+                "AccountSid": call.account_sid,
+                "ApiVersion": "2010-04-01",
+                "CallSid": child_sid,
+                "From": caller_id,
+                "To": f"client:{client.identity}",
+            }
+            if client.parameters:
+                parameters["Params"] = encode_params_for_client(dict(client.parameters))
+            for conn in registered:
+                if conn is call.caller.conn or conn.token is None:
+                    continue
+                await self._offer_leg(call, Leg.of(conn, child_sid, "dialed"), parameters)
+        if not call.callees:
+            log.info("call %s: <Dial> found no registered device", call.sid)
+            app.dial_over("no-answer")
+            return
+        if self.history is not None:
+            self.history.started(
+                child_sid,
+                account_sid=call.account_sid,
+                from_=caller_id,
+                to=",".join(f"client:{c.identity}" for c in clients),
+                direction="outbound-dial",
+                parent_call_sid=call.sid,
+            )
+
+    async def _offer_leg(self, call: BridgedCall, leg: Leg, parameters: dict[str, str]) -> None:
+        """Send ``invite`` to ``leg``'s device (a ringing callee of ``call``)."""
+        pc = self._leg_pc(leg)
+        try:
+            sdp = await pc.create_offer(None)
+        except Exception as exc:
+            log.warning("call %s: cannot offer to %s: %s", call.sid, leg.conn, exc)
+            await _close_pc(leg)
+            return
+        if _gathered_nothing(pc) or call.phase is CallPhase.ENDED:
+            await _close_pc(leg)
+            return
+        call.callees.append(leg)
+        self._index(call, leg, leg.callsid)
+        leg.conn.send(
+            Invite(
+                callsid=leg.callsid,
+                sdp=sdp,
+                reconnect=leg.reconnect_token,
+                parameters=dict(parameters),
+            )
+        )
+
+    async def _dialed_answered(self, call: BridgedCall, leg: Leg) -> None:
+        """A dialled device answered: stop the others ringing and bridge it to the caller."""
+        assert call.app is not None and leg.pc is not None
+        for other in list(call.callees):
+            if other is not leg:
+                await self._drop_callee(call, other, notify=True)
+        call.connected = leg
+        leg.conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
+        leg.pc.on_dtmf = lambda digit: self._on_rfc4733(call, leg, digit)
+        if self.history is not None:
+            self.history.answered(leg.callsid)
+        if call.caller.pc is not None:
+            call.bridge = self.bridge(call.caller.pc, leg.pc)
+        log.info("call %s: <Dial> answered by %s", call.sid, leg.conn)
+        call.app.dial_answered(leg.callsid)
+
+    async def _end_dial(self, call: BridgedCall, status: str, *, skip: Leg | None = None) -> None:
+        """The ``<Dial>`` is over: unbridge, end every dialled leg, tell the app ``status``."""
+        if call.bridge is not None:
+            call.bridge.close()
+            call.bridge = None
+        connected, call.connected = call.connected, None
+        child = call.child_sid or ""
+        for leg in list(call.callees):
+            call.callees.remove(leg)
+            self._by_sid.pop(f"{leg.conn.id}:{leg.callsid}", None)
+            if leg is not skip:
+                message = Hangup if leg is connected else Cancel
+                leg.conn.send(message(callsid=leg.callsid))
+            await _close_pc(leg)
+        if connected is not None and self.history is not None:
+            self.history.ended(
+                child, answered=True, reason=f"dial {status}", detail={"status": status}
+            )
+        if call.app is not None:
+            call.app.dial_over(status, child)
+
+    async def app_stop_dial(self, app: AppCall) -> None:
+        """The runner ended the ``<Dial>`` (timeout, ``*``, time limit, hang-up, redirect)."""
+        call = self._app_call(app)
+        if call is None:
+            app.dial_over("completed")
+            return
+        await self._end_dial(call, "completed" if call.connected is not None else "no-answer")
+
+    async def app_end(self, app: AppCall, reason: str, error: dict[str, Any] | None) -> None:
+        """The application ended the call."""
+        call = self._app_call(app)
+        if call is not None:
+            await self._end(call, reason=reason, error=error)
+
+    async def _on_dialed_frame(self, call: BridgedCall, leg: Leg, message: Message) -> None:
+        """``answer``, ``reject`` or ``hangup`` from a device a ``<Dial>`` rang."""
+        if isinstance(message, Answer):
+            if leg.pc is None or call.connected is not None:
+                return
+            assert message.sdp is not None
+            try:
+                await leg.pc.apply_answer(message.sdp)
+            except Exception as exc:
+                log.warning("call %s: bad answer from %s: %s", call.sid, leg.conn, exc)
+                leg.conn.send(
+                    Hangup(
+                        callsid=leg.callsid, error={"code": MALFORMED_REQUEST, "message": str(exc)}
+                    )
+                )
+                await self._drop_callee(call, leg)
+                return
+            await self._dialed_answered(call, leg)
+        elif leg is call.connected:
+            await self._end_dial(call, "completed", skip=leg)
+        else:  # reject, or hangup while ringing
+            rejected = isinstance(message, Reject)
+            await self._drop_callee(call, leg, status="busy" if rejected else "no-answer")
+
     # -- media must come up ------------------------------------------------------------
     def _arm_media_timer(self, call: BridgedCall) -> None:
         """From the answer on, the call's media has ``media_timeout_s`` to connect."""
@@ -564,6 +767,9 @@ class CallRouter:
             log.info("conn %d: answer for unknown call %.64s", conn.id, answer.callsid)
             return
         call, leg = found
+        if leg.role == "dialed":
+            await self._on_dialed_frame(call, leg, answer)
+            return
         if leg.role != "callee" or call.phase is not CallPhase.RINGING or leg.pc is None:
             return
         assert answer.sdp is not None
@@ -609,6 +815,9 @@ class CallRouter:
         if found is None:
             return
         call, leg = found
+        if leg.role == "dialed":
+            await self._on_dialed_frame(call, leg, reject)
+            return
         if leg.role != "callee" or call.phase is not CallPhase.RINGING:
             return
         log.info("call %s rejected by %s", call.sid, conn)
@@ -619,13 +828,21 @@ class CallRouter:
             skip=leg,
         )
 
-    async def _drop_callee(self, call: BridgedCall, leg: Leg, *, notify: bool = False) -> None:
+    async def _drop_callee(
+        self, call: BridgedCall, leg: Leg, *, notify: bool = False, status: str = "no-answer"
+    ) -> None:
+        """Stop ringing ``leg`` (``notify``: send it ``cancel``). The last one gone ends
+        a ringing call, or a ``<Dial>`` with ``status``."""
         if leg in call.callees:
             call.callees.remove(leg)
         self._by_sid.pop(f"{leg.conn.id}:{leg.callsid}", None)
         if notify:
             leg.conn.send(Cancel(callsid=leg.callsid))
         await _close_pc(leg)
+        if leg.role == "dialed":
+            if not call.callees and call.connected is None and call.app is not None:
+                call.app.dial_over(status, leg.callsid)
+            return
         if call.phase is CallPhase.RINGING and not call.callees:
             await self._end(
                 call,
@@ -639,6 +856,9 @@ class CallRouter:
         if found is None:
             return
         call, leg = found
+        if leg.role == "dialed":
+            await self._on_dialed_frame(call, leg, hangup)
+            return
         if leg.role == "callee" and call.phase is CallPhase.RINGING:
             await self._drop_callee(call, leg)
             return
@@ -692,6 +912,12 @@ class CallRouter:
         if call in self.calls:
             self.calls.remove(call)
         log.info("call %s ended: %s", call.sid, reason)
+        if call.app is not None:
+            call.app.leg_pc = None
+            call.app.completed(answered=phase is CallPhase.ANSWERED)  # the runner hears first
+            if call.app.dialing:
+                dialed = call.connected is not None and call.connected is not caller
+                call.app.dial_over("completed" if dialed else "canceled", call.child_sid or "")
 
     def _record(
         self, call: BridgedCall, phase: CallPhase, reason: str, error: dict[str, Any] | None
@@ -741,6 +967,7 @@ class CallRouter:
             )
             return
         self._note_digits(call, dtmf.dtmf.replace("w", ""))
+        self._digits_to_app(call, leg, dtmf.dtmf)
         if not self._relay_digits(call, leg, dtmf.dtmf):
             conn.send(
                 Error.of(
@@ -752,7 +979,15 @@ class CallRouter:
 
     def _on_rfc4733(self, call: BridgedCall, leg: Leg, digit: str) -> None:
         self._note_digits(call, digit)
+        self._digits_to_app(call, leg, digit)
         self._relay_digits(call, leg, digit)
+
+    @staticmethod
+    def _digits_to_app(call: BridgedCall, leg: Leg, digits: str) -> None:
+        """The app leg's digits go to its TwiML (``<Gather>``, ``<Record>``, ``hangupOnStar``)."""
+        if call.app is not None and leg is call.caller:
+            for digit in digits.replace("w", ""):
+                call.app.post(twiml_events.Digit(digit))
 
     def _note_digits(self, call: BridgedCall, digits: str) -> None:
         room = max(0, self.limits.max_recorded_digits - len(call.digits))

@@ -158,6 +158,7 @@ class Gateway:
             )
             self.call_store = store
             self.calls.history = CallHistory(store, self.config.clock)
+            self.calls.apps.store = store
         limits = self.config.limits
         self._server = await serve(
             self._handle,
@@ -183,6 +184,7 @@ class Gateway:
             await self.rest_api.start(
                 self.config.host, self.config.api_port, self.config.ssl_context
             )
+            self.calls.apps.public_url = lambda: self.rest_api.url if self.rest_api else None
         if exposed:
             log.warning(
                 "INSECURE: %s is reachable from other machines and accepts tokens signed "
@@ -199,6 +201,7 @@ class Gateway:
             self.rest_api = None
         if self.call_store is not None:
             self.calls.history = None
+            self.calls.apps.store = None
             await self.call_store.close()
             self.call_store = None
         if self._heartbeat_task:

@@ -1,0 +1,319 @@
+"""TwiML applications on the gateway, end to end: a real web app, real Devices, real media.
+
+The application is an aiohttp server on 127.0.0.1 (``app_server.AppServer``) whose
+TwiML is built with the official helper's ``VoiceResponse`` and whose every request
+is checked with its ``RequestValidator``. Devices of the dev account call it through
+a real gateway; what they hear is real espeak-ng speech over real aiortc media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+from app_server import AppServer
+from calltools import Listener, recent
+from recorders import eventually
+from twilio.rest import Client
+from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
+
+from softphone.audio_backends import MemorySink, ToneSource
+from softphone.audio_backends.analysis import dominant_frequency, rms_dbfs
+from softphone.core.call import Call
+from softphone.core.device import Device
+from softphone.gateway.accounts import (
+    DEV_ACCOUNT_SID,
+    DEV_API_KEY_SID,
+    DEV_APPLICATION_SID,
+    DEV_SECRET,
+    AccountStore,
+    ApiKey,
+    Application,
+)
+from softphone.gateway.server import Gateway, GatewayConfig
+
+AUTH_TOKEN = "apps-test-auth-token-0123456789abcdef"
+SPEECH_DBFS = -40.0
+
+
+@pytest.fixture
+async def app_server() -> AsyncIterator[AppServer]:
+    server = await AppServer(AUTH_TOKEN).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def accounts(app_server: AppServer) -> AccountStore:
+    """The dev account: its application's voice URL is the test's web app."""
+    store = AccountStore()
+    app = Application(
+        DEV_APPLICATION_SID,
+        f"{app_server.url}/voice",
+        voice_fallback_url=f"{app_server.url}/fallback",
+        status_callback=f"{app_server.url}/status",
+        status_callback_events=("initiated", "ringing", "answered", "completed"),
+    )
+    store.add_account(DEV_ACCOUNT_SID, [app], auth_token=AUTH_TOKEN)
+    store.add_key(ApiKey(DEV_API_KEY_SID, DEV_SECRET, DEV_ACCOUNT_SID))
+    return store
+
+
+@pytest.fixture
+async def gateway(
+    accounts: AccountStore, tmp_path: Path, loopback_media: None
+) -> AsyncIterator[Gateway]:
+    config = GatewayConfig(
+        port=0, api_port=0, db_path=tmp_path / "calls.sqlite3", heartbeat_interval_s=1.0
+    )
+    gw = await Gateway(accounts, config).start()
+    yield gw
+    await gw.stop()
+
+
+def hear(call: Call) -> MemorySink:
+    """Record what the caller hears from the moment the call is accepted."""
+    heard = MemorySink()
+    call.on("accept", lambda c: c.get_remote_stream().add_sink(heard))
+    return heard
+
+
+async def speech_starts(heard: MemorySink, after: int = 0, timeout: float = 15.0) -> None:
+    """Wait until ``heard`` holds speech (20 ms blocks above -40 dBFS) past sample ``after``."""
+
+    def spoken() -> bool:
+        pcm = heard.pcm()[after:]
+        blocks = len(pcm) // 960
+        return any(rms_dbfs(pcm[i * 960 : (i + 1) * 960]) > SPEECH_DBFS for i in range(blocks))
+
+    await eventually(spoken, timeout=timeout)
+
+
+def hangup_after(text: str = "") -> str:
+    """TwiML that says ``text`` (if any) and hangs up."""
+    response = VoiceResponse()
+    if text:
+        response.say(text)
+    response.hangup()
+    return str(response)
+
+
+def loud_seconds(pcm: np.ndarray) -> float:
+    blocks = len(pcm) // 960
+    return sum(rms_dbfs(pcm[i * 960 : (i + 1) * 960]) > SPEECH_DBFS for i in range(blocks)) * 0.02
+
+
+async def test_say_gather_action_say_hangup(
+    app_server: AppServer, make_device: Callable[..., Device], caplog: pytest.LogCaptureFixture
+) -> None:
+    def voice(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        gather = Gather(num_digits=1, action="/menu", timeout=10)
+        gather.say("Welcome to the softphone test line. Press one for sales.")
+        response.append(gather)
+        response.say("We did not get your choice.")
+        return str(response)
+
+    def menu(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        response.say(f"You pressed {params['Digits']}. Goodbye.")
+        response.hangup()
+        return str(response)
+
+    app_server.routes["/voice"] = voice
+    app_server.routes["/menu"] = menu
+    app_server.routes["/status"] = lambda params: 204
+
+    alice = make_device("alice")
+    call = await alice.connect(params={"To": "support", "Topic": "billing"})
+    heard = hear(call)
+    await call.wait_for("accept", timeout=15)
+    await speech_starts(heard)
+    call.send_digits("1")
+    menu_hit = await app_server.wait_for("/menu")
+    assert menu_hit.params["Digits"] == "1"
+    before = heard.samples_written
+    await call.wait_for("disconnect", timeout=30)
+    after_digit = heard.pcm()[before:]
+    assert loud_seconds(after_digit) > 0.5, "the action's <Say> was not heard"
+
+    first = app_server.at("/voice")[0]
+    assert first.method == "POST"
+    assert first.params["From"] == "client:alice"
+    assert first.params["To"] == "support"
+    assert first.params["Topic"] == "billing"
+    assert first.params["AccountSid"] == DEV_ACCOUNT_SID
+    assert first.params["ApplicationSid"] == DEV_APPLICATION_SID
+    assert first.params["Direction"] == "inbound"
+    assert first.params["CallSid"] == call.parameters["CallSid"]
+    assert menu_hit.params["CallStatus"] == "in-progress"
+    await eventually(lambda: len(app_server.at("/status")) == 4)
+    statuses = [hit.params["CallStatus"] for hit in app_server.at("/status")]
+    assert statuses == ["queued", "ringing", "in-progress", "completed"]
+    assert int(app_server.at("/status")[-1].params["CallDuration"]) >= 1
+    assert all(hit.valid for hit in app_server.hits), [h.path for h in app_server.hits]
+    assert "application error" not in caplog.text
+
+
+async def test_dial_client_answered_then_hangup_reports_completed(
+    app_server: AppServer, make_device: Callable[..., Device], caplog: pytest.LogCaptureFixture
+) -> None:
+    def voice(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        dial = Dial(action="/dialed", timeout=10)
+        dial.client("bob")
+        response.append(dial)
+        return str(response)
+
+    app_server.routes["/voice"] = voice
+    app_server.routes["/dialed"] = lambda params: hangup_after("Thanks. Bye.")
+    app_server.routes["/status"] = lambda params: 204
+
+    bob = Listener(make_device("bob", file_input_stream=ToneSource([660.0])))
+    await bob.device.register()
+    alice = make_device("alice", file_input_stream=ToneSource([440.0]))
+    call = await alice.connect(params={"To": "bob"})
+    heard = hear(call)
+    bobs = await bob.wait_call()
+    await bobs.wait_for("accept", timeout=15)
+    assert bobs.parameters["From"] == "client:alice"
+    assert (await recent(heard, 0.5)).std() > 100, "alice does not hear bob"
+    assert (await bob.recent(0.5)).std() > 100, "bob does not hear alice"
+    bobs.disconnect()
+    hit = await app_server.wait_for("/dialed")
+    assert hit.params["DialCallStatus"] == "completed"
+    assert hit.params["DialCallSid"].startswith("CA")
+    assert hit.params["DialCallSid"] != call.parameters["CallSid"]
+    assert call.status() == "open", "the caller's call goes on after the dialled leg ends"
+    await call.wait_for("disconnect", timeout=20)
+    assert hit.valid
+    assert "application error" not in caplog.text
+
+
+@pytest.mark.parametrize(("bob_does", "expected"), [("reject", "busy"), ("nothing", "no-answer")])
+async def test_dial_client_busy_and_no_answer(
+    app_server: AppServer, make_device: Callable[..., Device], bob_does: str, expected: str
+) -> None:
+    def voice(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        dial = Dial(action="/dialed", timeout=2)
+        dial.client("bob")
+        response.append(dial)
+        return str(response)
+
+    app_server.routes["/voice"] = voice
+    app_server.routes["/dialed"] = lambda params: hangup_after()
+    app_server.routes["/status"] = lambda params: 204
+
+    bob = Listener(make_device("bob"), accept=False)
+    await bob.device.register()
+    alice = make_device("alice")
+    call = await alice.connect(params={"To": "bob"})
+    bobs = await bob.wait_call()
+    if bob_does == "reject":
+        bobs.reject()
+    hit = await app_server.wait_for("/dialed")
+    assert hit.params["DialCallStatus"] == expected
+    await call.wait_for("disconnect", timeout=15)
+    if bob_does == "nothing":
+        await eventually(lambda: bobs.status() == "closed")
+
+
+async def test_unsupported_verb_ends_call_with_error_naming_it(
+    app_server: AppServer, make_device: Callable[..., Device], caplog: pytest.LogCaptureFixture
+) -> None:
+    app_server.routes["/voice"] = lambda params: (
+        "<Response><Say>One moment.</Say><Enqueue>support</Enqueue></Response>"
+    )
+    app_server.routes["/status"] = lambda params: 204
+    alice = make_device("alice")
+    call = await alice.connect(params={"To": "x"})
+    errors: list[object] = []
+    call.on("error", errors.append)
+    await call.wait_for("disconnect", timeout=20)
+    assert "<Enqueue> is not supported" in caplog.text
+    assert "12200" in caplog.text
+
+
+async def test_broken_voice_url_uses_fallback_and_malformed_twiml_ends_the_call(
+    app_server: AppServer, make_device: Callable[..., Device], caplog: pytest.LogCaptureFixture
+) -> None:
+    app_server.routes["/voice"] = lambda params: 500
+    app_server.routes["/fallback"] = lambda params: "<Response><Say>Oops</Say><Hangup/>"
+    app_server.routes["/status"] = lambda params: 204
+    alice = make_device("alice")
+    call = await alice.connect(params={"To": "x"})
+    await call.wait_for("disconnect", timeout=20)
+    fallback = await app_server.wait_for("/fallback")
+    assert fallback.params["ErrorCode"] == "11200"
+    assert fallback.params["ErrorUrl"].endswith("/voice")
+    assert "12100" in caplog.text  # the fallback's TwiML is not well-formed
+    assert all(hit.valid for hit in app_server.hits)
+
+
+async def test_voicemail_after_no_answer_is_a_playable_recording_over_rest(
+    app_server: AppServer,
+    gateway: Gateway,
+    make_device: Callable[..., Device],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def voice(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        dial = Dial(action="/dialed", timeout=2)
+        dial.client("bob")
+        response.append(dial)
+        return str(response)
+
+    def dialed(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        if params["DialCallStatus"] != "completed":
+            response.say("Bob is away. Leave a message after the beep.")
+            response.record(max_length=3, play_beep=True, action="/recorded", timeout=5)
+        return str(response)
+
+    app_server.routes["/voice"] = voice
+    app_server.routes["/dialed"] = dialed
+    app_server.routes["/recorded"] = lambda params: hangup_after()
+    app_server.routes["/status"] = lambda params: 204
+
+    bob = Listener(make_device("bob"), accept=False)
+    await bob.device.register()
+    alice = make_device("alice", file_input_stream=ToneSource([440.0]))
+    call = await alice.connect(params={"To": "bob"})
+    assert (await app_server.wait_for("/dialed")).params["DialCallStatus"] == "no-answer"
+    recorded = await app_server.wait_for("/recorded", timeout=30)
+    await call.wait_for("disconnect", timeout=15)
+    sid = recorded.params["RecordingSid"]
+    assert sid.startswith("RE")
+    assert 2 <= int(recorded.params["RecordingDuration"]) <= 3
+    assert recorded.params["RecordingUrl"].endswith(f"/Recordings/{sid}")
+    assert recorded.valid
+
+    assert gateway.rest_api is not None and gateway.call_store is not None
+    await gateway.call_store.flush()
+    client = Client(DEV_API_KEY_SID, DEV_SECRET, DEV_ACCOUNT_SID)
+    client.api.base_url = gateway.rest_api.url
+    fetched = await asyncio.to_thread(client.recordings(sid).fetch)
+    assert fetched.call_sid == call.parameters["CallSid"]
+    basic = base64.b64encode(f"{DEV_API_KEY_SID}:{DEV_SECRET}".encode()).decode()
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Basic {basic}"}) as session,
+        session.get(recorded.params["RecordingUrl"] + ".wav") as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "audio/x-wav"
+        path = tmp_path / "voicemail.wav"
+        path.write_bytes(await response.read())
+    with wave.open(str(path)) as wav:
+        assert (wav.getframerate(), wav.getnchannels()) == (8000, 1)
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
+    assert 2.0 <= len(pcm) / 8000 <= 3.1
+    assert abs(dominant_frequency(pcm, 8000) - 440.0) < 15, "the recording is not alice's tone"
+    assert "application error" not in caplog.text
