@@ -20,6 +20,7 @@ import pytest
 from app_server import AppServer
 from calltools import Listener, recent
 from recorders import eventually
+from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
@@ -39,6 +40,8 @@ from softphone.gateway.accounts import (
 from softphone.gateway.server import Gateway, GatewayConfig
 
 AUTH_TOKEN = "apps-test-auth-token-0123456789abcdef"
+BUILTIN_APP = "AP" + "c" * 32
+"""An application without a voice URL: the built-in client/echo routing."""
 SPEECH_DBFS = -40.0
 
 
@@ -60,7 +63,7 @@ def accounts(app_server: AppServer) -> AccountStore:
         status_callback=f"{app_server.url}/status",
         status_callback_events=("initiated", "ringing", "answered", "completed"),
     )
-    store.add_account(DEV_ACCOUNT_SID, [app], auth_token=AUTH_TOKEN)
+    store.add_account(DEV_ACCOUNT_SID, [app, Application(BUILTIN_APP)], auth_token=AUTH_TOKEN)
     store.add_key(ApiKey(DEV_API_KEY_SID, DEV_SECRET, DEV_ACCOUNT_SID))
     return store
 
@@ -139,7 +142,7 @@ async def test_say_gather_action_say_hangup(
     menu_hit = await app_server.wait_for("/menu")
     assert menu_hit.params["Digits"] == "1"
     before = heard.samples_written
-    await call.wait_for("disconnect", timeout=30)
+    await eventually(lambda: call.status() == "closed", timeout=30)
     after_digit = heard.pcm()[before:]
     assert loud_seconds(after_digit) > 0.5, "the action's <Say> was not heard"
 
@@ -191,7 +194,7 @@ async def test_dial_client_answered_then_hangup_reports_completed(
     assert hit.params["DialCallSid"].startswith("CA")
     assert hit.params["DialCallSid"] != call.parameters["CallSid"]
     assert call.status() == "open", "the caller's call goes on after the dialled leg ends"
-    await call.wait_for("disconnect", timeout=20)
+    await eventually(lambda: call.status() == "closed", timeout=20)
     assert hit.valid
     assert "application error" not in caplog.text
 
@@ -220,7 +223,7 @@ async def test_dial_client_busy_and_no_answer(
         bobs.reject()
     hit = await app_server.wait_for("/dialed")
     assert hit.params["DialCallStatus"] == expected
-    await call.wait_for("disconnect", timeout=15)
+    await eventually(lambda: call.status() == "closed", timeout=15)
     if bob_does == "nothing":
         await eventually(lambda: bobs.status() == "closed")
 
@@ -236,7 +239,7 @@ async def test_unsupported_verb_ends_call_with_error_naming_it(
     call = await alice.connect(params={"To": "x"})
     errors: list[object] = []
     call.on("error", errors.append)
-    await call.wait_for("disconnect", timeout=20)
+    await eventually(lambda: call.status() == "closed", timeout=20)
     assert "<Enqueue> is not supported" in caplog.text
     assert "12200" in caplog.text
 
@@ -249,7 +252,7 @@ async def test_broken_voice_url_uses_fallback_and_malformed_twiml_ends_the_call(
     app_server.routes["/status"] = lambda params: 204
     alice = make_device("alice")
     call = await alice.connect(params={"To": "x"})
-    await call.wait_for("disconnect", timeout=20)
+    await eventually(lambda: call.status() == "closed", timeout=20)
     fallback = await app_server.wait_for("/fallback")
     assert fallback.params["ErrorCode"] == "11200"
     assert fallback.params["ErrorUrl"].endswith("/voice")
@@ -289,7 +292,7 @@ async def test_voicemail_after_no_answer_is_a_playable_recording_over_rest(
     call = await alice.connect(params={"To": "bob"})
     assert (await app_server.wait_for("/dialed")).params["DialCallStatus"] == "no-answer"
     recorded = await app_server.wait_for("/recorded", timeout=30)
-    await call.wait_for("disconnect", timeout=15)
+    await eventually(lambda: call.status() == "closed", timeout=15)
     sid = recorded.params["RecordingSid"]
     assert sid.startswith("RE")
     assert 2 <= int(recorded.params["RecordingDuration"]) <= 3
@@ -317,3 +320,115 @@ async def test_voicemail_after_no_answer_is_a_playable_recording_over_rest(
     assert 2.0 <= len(pcm) / 8000 <= 3.1
     assert abs(dominant_frequency(pcm, 8000) - 440.0) < 15, "the recording is not alice's tone"
     assert "application error" not in caplog.text
+
+
+def rest_client(gateway: Gateway) -> Client:
+    assert gateway.rest_api is not None
+    client = Client(DEV_API_KEY_SID, DEV_SECRET, DEV_ACCOUNT_SID)
+    client.api.base_url = gateway.rest_api.url
+    return client
+
+
+async def test_rest_creates_a_call_that_rings_a_device_and_redirects_it(
+    app_server: AppServer, gateway: Gateway, make_device: Callable[..., Device]
+) -> None:
+    def voice(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        response.say("This is an automated call from the softphone test.")
+        response.pause(length=30)
+        return str(response)
+
+    app_server.routes["/outbound"] = voice
+    app_server.routes["/status"] = lambda params: 204
+    bob = Listener(make_device("bob"))
+    await bob.device.register()
+    client = rest_client(gateway)
+    created = await asyncio.to_thread(
+        client.calls.create,
+        to="client:bob",
+        from_="+15005550006",
+        url=f"{app_server.url}/outbound",
+        status_callback=f"{app_server.url}/status",
+        status_callback_event=["initiated", "answered", "completed"],
+    )
+    assert created.sid.startswith("CA") and created.direction == "outbound-api"
+    bobs = await bob.wait_call()
+    assert bobs.parameters["From"] == "+15005550006"
+    assert bobs.parameters["CallSid"] == created.sid
+    first = await app_server.wait_for("/outbound")
+    assert first.params["Direction"] == "outbound-api"
+    assert first.params["CallStatus"] == "in-progress"
+    assert first.valid
+    await speech_starts(bob.heard)
+
+    listed = await asyncio.to_thread(client.calls.list, status="in-progress")
+    assert [c.sid for c in listed] == [created.sid]
+    before = bob.heard.samples_written
+    await asyncio.to_thread(
+        client.calls(created.sid).update,
+        twiml="<Response><Say>Goodbye from the redirect.</Say><Hangup/></Response>",
+    )
+    await eventually(lambda: bobs.status() == "closed", timeout=20)
+    assert loud_seconds(bob.heard.pcm()[before:]) > 0.5, "the redirected <Say> was not heard"
+    await eventually(lambda: len(app_server.at("/status")) == 3)
+    statuses = [hit.params["CallStatus"] for hit in app_server.at("/status")]
+    assert statuses == ["queued", "in-progress", "completed"]
+    ended = await asyncio.to_thread(client.calls(created.sid).fetch)
+    assert ended.status == "completed"
+
+
+async def test_rest_redirect_brings_another_client_into_a_builtin_call(
+    gateway: Gateway, make_device: Callable[..., Device], make_token: Callable[..., str]
+) -> None:
+    alice = make_device(
+        "alice",
+        make_token("alice", outgoing_application_sid=BUILTIN_APP),
+        file_input_stream=ToneSource([440.0]),
+    )
+    bob = Listener(make_device("bob"))
+    carol = Listener(make_device("carol", file_input_stream=ToneSource([880.0])))
+    await bob.device.register()
+    await carol.device.register()
+    call = await alice.connect(params={"To": "client:bob"})
+    heard = hear(call)
+    bobs = await bob.wait_call()
+    await call.wait_for("accept", timeout=15)
+    client = rest_client(gateway)
+    await asyncio.to_thread(
+        client.calls(call.parameters["CallSid"]).update,
+        twiml="<Response><Dial><Client>carol</Client></Dial></Response>",
+    )
+    await eventually(lambda: bobs.status() == "closed", timeout=15)
+    carols = await carol.wait_call()
+    await carols.wait_for("accept", timeout=15)
+    tone = await recent(heard, 0.5)
+    assert abs(dominant_frequency(tone) - 880.0) < 20, "alice does not hear carol"
+    assert call.status() == "open"
+
+
+async def test_rest_create_refuses_bad_requests_and_rings_nobody_unregistered(
+    gateway: Gateway,
+) -> None:
+    client = rest_client(gateway)
+    for kwargs, fragment in (
+        ({"to": "+15551234567", "twiml": "<Response/>"}, "To must be client:NAME"),
+        ({"to": "client:bob"}, "exactly one of Url and Twiml"),
+        ({"to": "client:bob", "twiml": "<Response/>", "url": "http://a/"}, "exactly one"),
+        ({"to": "client:bob", "twiml": "<Response/>", "timeout": 0}, "Timeout"),
+    ):
+        with pytest.raises(TwilioRestException) as raised:
+            await asyncio.to_thread(client.calls.create, from_="+15005550006", **kwargs)
+        assert raised.value.status == 400 and fragment in str(raised.value.msg), kwargs
+    created = await asyncio.to_thread(
+        client.calls.create, to="client:nobody", from_="+15005550006", twiml="<Response/>"
+    )
+    fetched = await asyncio.to_thread(client.calls(created.sid).fetch)
+    assert fetched.status == "no-answer"
+    other = Client(DEV_API_KEY_SID, DEV_SECRET, "AC" + "d" * 32)
+    assert gateway.rest_api is not None
+    other.api.base_url = gateway.rest_api.url
+    with pytest.raises(TwilioRestException) as raised:
+        await asyncio.to_thread(
+            other.calls.create, to="client:bob", from_="+15005550006", twiml="<Response/>"
+        )
+    assert raised.value.status in (401, 404)

@@ -361,7 +361,12 @@ async def test_credentials_and_another_accounts_calls(gateway: Gateway) -> None:
         await asyncio.to_thread(client.calls(theirs.sid).update, status="completed")
     assert not_mine_to_end.value.status == 404
 
-    for form, code in (({"Url": "http://127.0.0.1/x"}, 21609), ({"Status": "busy"}, 21609)):
+    for form, code in (
+        ({"Url": "http://127.0.0.1/x"}, 21220),  # an ended call cannot be redirected
+        ({"Url": "ftp://127.0.0.1/x"}, 21609),
+        ({"TimeLimit": "10"}, 21609),
+        ({"Status": "busy"}, 21609),
+    ):
         status, _, raw = await rest(
             gateway, f"{calls_path()}/{mine.sid}.json", method="POST", data=form
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import cast
 
@@ -215,3 +216,66 @@ def test_an_accounts_auth_token_is_optional_and_never_shown() -> None:
             AccountStore.from_dict(
                 {"accounts": [{"sid": ACCOUNT, "keys": [key], "auth_token": bad}]}
             )
+
+
+def test_create_request_checks_every_field() -> None:
+    form = {
+        "To": "client:bob",
+        "From": "+15005550006",
+        "Url": "https://app.example/voice",
+        "Method": "get",
+        "StatusCallback": "https://app.example/status",
+        "Timeout": "20",
+    }
+    made = rest_calls.create_request(form, ["initiated answered", "completed"], has_auth_token=True)
+    assert (made.to, made.from_, made.twiml, made.timeout_s) == (
+        "client:bob",
+        "+15005550006",
+        "",
+        20.0,
+    )
+    app = made.application
+    assert (app.voice_url, app.voice_method, app.status_callback) == (
+        "https://app.example/voice",
+        "GET",
+        "https://app.example/status",
+    )
+    assert app.status_callback_events == ("initiated", "answered", "completed")
+    inline = rest_calls.create_request(
+        {"To": "client:bob", "From": "x", "Twiml": "<Response/>"}, [], has_auth_token=False
+    )
+    assert inline.twiml == "<Response/>" and inline.application.status_callback_events == (
+        "completed",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"To": "+15551234567"}, "To must be client:NAME"),
+        ({"To": "client:"}, "To must be client:NAME"),
+        ({"From": ""}, "From is required"),
+        ({"Twiml": "<Response/>"}, "exactly one of Url and Twiml"),
+        ({"Url": ""}, "exactly one of Url and Twiml"),
+        ({"Url": "file:///etc/passwd"}, "Url must be an absolute http(s) URL"),
+        ({"Method": "PUT"}, "Method must be GET or POST"),
+        ({"Timeout": "0"}, "Timeout must be between 1 and 600"),
+        ({"Timeout": "ten"}, "Timeout must be a whole number"),
+        ({"StatusCallback": "nope"}, "StatusCallback must be an absolute http(s) URL"),
+        ({"ApplicationSid": "AP" + "1" * 32}, "ApplicationSid"),
+        ({"Twiml": "x" * 4001, "Url": ""}, "at most 4000"),
+    ],
+)
+def test_create_request_refusals(changes: dict[str, str], fragment: str) -> None:
+    form = {"To": "client:bob", "From": "+15005550006", "Url": "https://app.example/voice"}
+    form.update(changes)
+    with pytest.raises(rest_calls.BadRequest, match=re.escape(fragment)):
+        rest_calls.create_request(form, [], has_auth_token=True)
+
+
+def test_create_request_needs_an_auth_token_to_sign_and_known_events() -> None:
+    form = {"To": "client:bob", "From": "x", "Url": "https://app.example/voice"}
+    with pytest.raises(rest_calls.BadRequest, match="no auth_token"):
+        rest_calls.create_request(form, [], has_auth_token=False)
+    with pytest.raises(rest_calls.BadRequest, match="StatusCallbackEvent"):
+        rest_calls.create_request(form, ["progress"], has_auth_token=True)

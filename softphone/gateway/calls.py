@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import secrets
 from collections.abc import Callable
@@ -38,13 +39,13 @@ from softphone.gateway import media_bridge
 from softphone.gateway.accounts import AccountStore, Application
 from softphone.gateway.app.app_call import AppCall, AppSettings
 from softphone.gateway.app.services import AppServices
-from softphone.gateway.call_history import API_END_REASON, CallHistoryLike
+from softphone.gateway.call_history import API_END_REASON, CallHistoryLike, final_status
 from softphone.gateway.leg_media import LegMedia
 from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
 from softphone.gateway.tokens import VerifiedToken
 from softphone.gateway.twiml import events as twiml_events
-from softphone.gateway.twiml.model import Client
+from softphone.gateway.twiml.model import Client, Method
 from softphone.gateway.twiml.params import voice_request_params
 from softphone.gateway.twiml.runner import TwimlRunner
 from softphone.media.peer_connection import PeerConnection
@@ -171,6 +172,28 @@ class Leg:
         """A leg for ``conn``, bound to the account and identity of its current token."""
         assert conn.account_sid is not None and conn.identity is not None
         return cls(conn, callsid, role, conn.account_sid, conn.identity, **kwargs)
+
+
+_api_origin_ids = itertools.count(1)
+
+
+@attrs.define(eq=False)
+class ApiOrigin:
+    """The caller of a call the REST API created: no socket, so frames to it go nowhere.
+
+    It stands in the call's caller leg until a rung Device answers; that Device's leg
+    then becomes the caller leg, the one the call's TwiML runs on.
+    """
+
+    account_sid: str
+    id: int = attrs.field(factory=lambda: -next(_api_origin_ids))
+    token: VerifiedToken | None = None
+    identity: str = "api"
+    reconnect_timeout_s: float = 0.0
+
+    def send(self, message: Message) -> bool:
+        """Nobody listens: dropped."""
+        return False
 
 
 @attrs.define(eq=False)
@@ -575,6 +598,7 @@ class CallRouter:
         call.caller.conn.send(Ringing(callsid=call.sid))
         call.caller.sid_told = True
         log.info("call %s runs application %s (%s)", call.sid, app.sid, app.voice_url)
+        call.app.announce()
         call.app.start()
 
     def _app_call(self, app: AppCall) -> BridgedCall | None:
@@ -791,6 +815,9 @@ class CallRouter:
 
         ``answer_sdp`` is our SDP answer when the callee sent the offer (connect token).
         """
+        if isinstance(call.caller.conn, ApiOrigin):
+            await self._api_call_answered(call, leg, answer_sdp)
+            return
         call.phase = CallPhase.ANSWERED
         call.connected = leg
         if self.history is not None:
@@ -914,7 +941,8 @@ class CallRouter:
         log.info("call %s ended: %s", call.sid, reason)
         if call.app is not None:
             call.app.leg_pc = None
-            call.app.completed(answered=phase is CallPhase.ANSWERED)  # the runner hears first
+            final = final_status(phase is CallPhase.ANSWERED, reason)
+            call.app.completed(final)  # the runner hears of it before the dial's end
             if call.app.dialing:
                 dialed = call.connected is not None and call.connected is not caller
                 call.app.dial_over("completed" if dialed else "canceled", call.child_sid or "")
@@ -1186,6 +1214,175 @@ class CallRouter:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    # -- calls the REST API creates and redirects ----------------------------------------
+    async def create_call(
+        self,
+        account_sid: str,
+        *,
+        to: str,
+        from_: str,
+        settings: AppSettings,
+        twiml: str = "",
+        timeout_s: float = RING_TIMEOUT_S,
+    ) -> BridgedCall:
+        """Ring the Devices of ``to`` (``client:NAME``); the first to answer runs
+        ``twiml``, or what ``settings.application.voice_url`` returns.
+
+        The call exists (and is recorded) at once, ringing; nobody registered ends it
+        as ``no-answer``, a reject as ``busy``, ``timeout_s`` of ringing as ``no-answer``.
+        """
+        sid = call_sid()
+        app = settings.application
+        params = voice_request_params(
+            account_sid=account_sid,
+            call_sid=sid,
+            from_=from_,
+            to=to,
+            direction="outbound-api",
+            application_sid=app.sid,
+        )
+        runner = (
+            TwimlRunner(twiml, params, answered=True)
+            if twiml
+            else TwimlRunner.fetching(
+                app.voice_url or "",
+                "GET" if app.voice_method == "GET" else "POST",
+                params,
+                fallback_url=app.voice_fallback_url or "",
+                fallback_method="GET" if app.voice_fallback_method == "GET" else "POST",
+                answered=True,
+            )
+        )
+        origin = Leg(ApiOrigin(account_sid), sid, "caller", account_sid, "api")
+        call = BridgedCall(
+            sid=sid, caller=origin, to=to, custom_params={}, account_sid=account_sid, offer_sdp=""
+        )
+        call.caller.sid_told = True
+        call.app = AppCall(runner, settings, params, self, self.apps)
+        self.calls.append(call)
+        if self.history is not None:
+            self.history.started(
+                sid,
+                account_sid=account_sid,
+                from_=from_,
+                to=to,
+                direction="outbound-api",
+                application_sid=settings.application.sid or None,
+            )
+        call.app.announce()
+        identity = to.removeprefix("client:")
+        parameters = {
+            "AccountSid": account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": sid,
+            "From": from_,
+            "To": to,
+        }
+        for conn in cast(list[CallClient], self.presence.connections(account_sid, identity)):
+            if conn.token is not None:
+                await self._offer_leg(call, Leg.of(conn, sid, "callee"), parameters)
+        if not call.callees:
+            await self._end(call, reason="no answer")
+            return call
+        log.info("call %s created by the REST API: ringing %s", sid, to)
+        call.ring_timer = asyncio.get_running_loop().call_later(
+            timeout_s, lambda: self._spawn(self._ring_timeout(call))
+        )
+        return call
+
+    async def _api_call_answered(self, call: BridgedCall, leg: Leg, answer_sdp: str | None) -> None:
+        """A Device answered a REST-created call: its leg becomes the caller leg and the
+        call's TwiML starts on it."""
+        app = call.app
+        assert app is not None and leg.pc is not None
+        call.phase = CallPhase.ANSWERED
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+        for other in list(call.callees):
+            if other is not leg:
+                await self._drop_callee(call, other, notify=True)
+        call.callees.remove(leg)
+        leg.role = "caller"
+        leg.sid_told = True
+        call.caller = leg
+        if self.history is not None:
+            self.history.answered(call.sid)
+        leg.conn.send(Answer(callsid=leg.callsid, sdp=answer_sdp, reconnect=leg.reconnect_token))
+        leg.pc.replace_source(app.player)
+        leg.pc.on_dtmf = lambda digit: self._on_rfc4733(call, leg, digit)
+        app.leg_pc = leg.pc
+        self._arm_media_timer(call)
+        log.info("call %s answered by %s: its TwiML starts", call.sid, leg.conn)
+        app.answered_elsewhere()
+        app.start()
+
+    async def redirect_call(
+        self, account_sid: str, sid: str, *, url: str = "", method: str = "POST", twiml: str = ""
+    ) -> CallPhase | None:
+        """Run new TwiML (``twiml``, or what ``url`` returns) on a live answered call.
+
+        What the call was doing stops (a ``<Dial>``'s legs hang up); a call of the
+        built-in app is taken over by a TwiML runner on its caller leg, the callee hung
+        up. The phase the call was in (only ``answered`` calls are redirected); None
+        when ``account_sid`` has no live call ``sid``.
+        """
+        call = next(
+            (c for c in self.calls if c.account_sid == account_sid and sid in (c.sid, c.child_sid)),
+            None,
+        )
+        if call is None or call.phase is not CallPhase.ANSWERED:
+            return None if call is None else call.phase
+        verb: Method = "GET" if method.upper() == "GET" else "POST"
+        if call.app is None:
+            await self._adopt(call, url=url, method=verb, twiml=twiml)
+        else:
+            call.app.post(twiml_events.Redirected(url=url, method=verb, twiml=twiml))
+        log.info("call %s redirected by the REST API", call.sid)
+        return CallPhase.ANSWERED
+
+    async def _adopt(self, call: BridgedCall, *, url: str, method: Method, twiml: str) -> None:
+        """Move a built-in call onto a TwiML runner (its first REST redirect)."""
+        caller = call.caller
+        account = self.accounts.account(call.account_sid)
+        token = caller.conn.token
+        app_sid = token.outgoing_application_sid if token is not None else None
+        params = voice_request_params(
+            account_sid=call.account_sid,
+            call_sid=call.sid,
+            from_=f"client:{caller.identity}",
+            to=call.to,
+            call_status="in-progress",
+            application_sid=app_sid or "",
+            custom=call.custom_params,
+        )
+        runner = (
+            TwimlRunner(twiml, params, answered=True)
+            if twiml
+            else TwimlRunner.fetching(url, method, params, answered=True)
+        )
+        settings = AppSettings(
+            account_sid=call.account_sid,
+            auth_token=(account.auth_token if account is not None else None) or "",
+            application=Application(app_sid or ""),
+        )
+        if call.bridge is not None:
+            call.bridge.close()
+            call.bridge = None
+        connected, call.connected = call.connected, None
+        for leg in list(call.callees):
+            call.callees.remove(leg)
+            self._by_sid.pop(f"{leg.conn.id}:{leg.callsid}", None)
+            leg.conn.send((Hangup if leg is connected else Cancel)(callsid=leg.callsid))
+            await _close_pc(leg)
+        if connected is not None and connected is not caller and self.history is not None:
+            self.history.ended(connected.callsid, answered=True, reason="redirected", detail={})
+        app = AppCall(runner, settings, params, self, self.apps)
+        call.app = app
+        if caller.pc is not None:
+            caller.pc.replace_source(app.player)
+        app.leg_pc = caller.pc
+        app.start()
 
     async def end_call(self, account_sid: str, sid: str, *, canceled: bool) -> CallPhase | None:
         """End a live call as the REST API's ``Status`` update asks; the phase it was in.

@@ -65,7 +65,7 @@ import logging
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ from aiohttp import web
 
 from softphone.gateway import rest_calls
 from softphone.gateway.accounts import AccountStore
+from softphone.gateway.app.app_call import AppSettings
 from softphone.gateway.call_store import AsyncCallStore, CallRecord, CallStore, Page, Recording
 from softphone.gateway.calls import CallPhase, CallRouter
 from softphone.gateway.insights_store import (
@@ -104,9 +105,6 @@ _INGEST = "ingest"
 """Route name prefix of the insights posts: authenticated by token, not Basic."""
 _WILDCARDS = ("", "0.0.0.0", "::")
 UNSUPPORTED_UPDATES = (
-    "Url",
-    "Method",
-    "Twiml",
     "FallbackUrl",
     "FallbackMethod",
     "StatusCallback",
@@ -171,6 +169,7 @@ class RestApi:
         if call_store is not None:
             router = self.app.router
             router.add_get(f"{base}/Calls.json", self._list_calls)
+            router.add_post(f"{base}/Calls.json", self._create_call)
             router.add_get(f"{base}/Calls/{{call_sid}}.json", self._fetch_call)
             router.add_post(f"{base}/Calls/{{call_sid}}.json", self._update_call)
             router.add_get(f"{base}/Calls/{{call_sid}}/Recordings.json", self._list_call_recordings)
@@ -354,6 +353,9 @@ class RestApi:
                 f"This gateway cannot update a call's {', '.join(unsupported)} yet",
             )
         status = form.get("Status")
+        url, twiml = str(form.get("Url", "")), str(form.get("Twiml", ""))
+        if url or twiml:
+            return await self._redirect_call(request, call, form)
         if status is None:
             return web.json_response(rest_calls.call_resource(call))
         if status not in rest_calls.UPDATE_STATUSES:
@@ -369,6 +371,59 @@ class RestApi:
             log.info("REST: call %s ended (Status=%s)", sid, status)
         updated = await store.run(CallStore.get_call, account_sid, sid)
         return web.json_response(rest_calls.call_resource(updated or call))
+
+    async def _redirect_call(
+        self, request: web.Request, call: CallRecord, form: Mapping[str, Any]
+    ) -> web.Response:
+        """``Url`` or ``Twiml`` on a call update: the live call runs that TwiML now."""
+        try:
+            target = rest_calls.twiml_target(form)
+        except BadRequest as exc:
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+        phase = None
+        if not call.ended and self.calls is not None:
+            phase = await self.calls.redirect_call(
+                call.account_sid, call.sid, url=target.url, method=target.method, twiml=target.twiml
+            )
+        if phase is not CallPhase.ANSWERED:
+            return _error(400, REST_INVALID_CALL_STATE, "Call is not in-progress. Cannot redirect.")
+        return web.json_response(rest_calls.call_resource(call))
+
+    async def _create_call(self, request: web.Request) -> web.Response:
+        """Ring a registered Device (``To=client:NAME``); it runs ``Url`` or ``Twiml``."""
+        account_sid = request.match_info["account_sid"]
+        form = await request.post()
+        account = self.accounts.account(account_sid)
+        if self.calls is None or account is None:
+            return _not_found(request)
+        try:
+            request_ = rest_calls.create_request(
+                form,
+                [str(event) for event in form.getall("StatusCallbackEvent", [])],
+                has_auth_token=bool(account.auth_token),
+            )
+        except BadRequest as exc:
+            return _error(400, REST_INVALID_PARAMETER, str(exc))
+        settings = AppSettings(
+            account_sid=account_sid,
+            auth_token=account.auth_token or "",
+            application=request_.application,
+        )
+        call = await self.calls.create_call(
+            account_sid,
+            to=request_.to,
+            from_=request_.from_,
+            settings=settings,
+            twiml=request_.twiml,
+            timeout_s=request_.timeout_s,
+        )
+        store = self._store()
+        await store.flush()
+        record = await store.run(CallStore.get_call, account_sid, call.sid)
+        if record is None:
+            return _error(503, REST_SERVICE_UNAVAILABLE, "The call store did not keep the call")
+        log.info("REST: call %s created to %s", call.sid, request_.to)
+        return web.json_response(rest_calls.call_resource(record), status=201)
 
     async def _list_recordings(self, request: web.Request) -> web.Response:
         try:

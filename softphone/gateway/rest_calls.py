@@ -35,7 +35,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from softphone.gateway.accounts import is_sid
+from softphone.gateway.accounts import STATUS_EVENTS, Application, is_sid
 from softphone.gateway.call_store import (
     CALL_STATUSES,
     DEFAULT_PAGE_SIZE,
@@ -70,6 +70,10 @@ RECORDING_SOURCE: Final = "RecordVerb"
 _ALIASES: Final = {"StartTime>=": "StartTime>", "StartTime<=": "StartTime<"}
 """The same filters with ``>=``/``<=`` in the key (a client that encoded the ``=``)."""
 MAX_TOKEN_CHARS: Final = 512
+MAX_TWIML_CHARS: Final = 4000
+"""Twilio's limit on a ``Twiml`` parameter."""
+MAX_RING_TIMEOUT_S: Final = 600
+DEFAULT_RING_TIMEOUT_S: Final = 60
 
 T = TypeVar("T")
 Lister = Callable[[CallStore, int, str | None], Page[T]]
@@ -244,6 +248,96 @@ def _moment(value: str, name: str) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(microsecond=0)
 
 
+# -- creating and redirecting calls ---------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class TwimlTarget:
+    """What a call is to run: inline ``twiml``, or the document at ``url``."""
+
+    url: str = ""
+    method: str = "POST"
+    twiml: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class CreateRequest:
+    """A valid Calls create: whom to ring, as whom, and the application it runs."""
+
+    to: str
+    from_: str
+    twiml: str
+    timeout_s: float
+    application: Application
+    """Its ``voice_url`` is the create's ``Url`` (empty with ``Twiml``), its status
+    callback the create's ``StatusCallback``."""
+
+
+def twiml_target(form: Mapping[str, Any]) -> TwimlTarget:
+    """``Url`` (+ ``Method``) or ``Twiml`` of a create or update; BadRequest if neither,
+    both, or a malformed one."""
+    url, twiml = str(form.get("Url", "")), str(form.get("Twiml", ""))
+    if bool(url) == bool(twiml):
+        raise BadRequest("Give exactly one of Url and Twiml")
+    if len(twiml) > MAX_TWIML_CHARS:
+        raise BadRequest(f"Twiml must be at most {MAX_TWIML_CHARS} characters")
+    if url:
+        _http_url(url, "Url")
+    return TwimlTarget(url=url, method=_method(form, "Method"), twiml=twiml)
+
+
+def create_request(
+    form: Mapping[str, Any], events: Iterable[str], *, has_auth_token: bool
+) -> CreateRequest:
+    """Check a Calls create (``events``: its ``StatusCallbackEvent`` values)."""
+    to, from_ = str(form.get("To", "")), str(form.get("From", ""))
+    if not to.startswith("client:") or not 0 < len(to) - len("client:") <= 256:
+        raise BadRequest("To must be client:NAME: this gateway calls registered Devices")
+    if not from_ or len(from_) > 256:
+        raise BadRequest("From is required (at most 256 characters)")
+    if "ApplicationSid" in form:
+        raise BadRequest("This gateway cannot create a call with ApplicationSid: give Url or Twiml")
+    target = twiml_target(form)
+    timeout = _integer({"Timeout": str(form.get("Timeout", DEFAULT_RING_TIMEOUT_S))}, "Timeout", 0)
+    if not 1 <= timeout <= MAX_RING_TIMEOUT_S:
+        raise BadRequest(f"Timeout must be between 1 and {MAX_RING_TIMEOUT_S} seconds")
+    callback = str(form.get("StatusCallback", ""))
+    fallback = str(form.get("FallbackUrl", ""))
+    for value, name in ((callback, "StatusCallback"), (fallback, "FallbackUrl")):
+        if value:
+            _http_url(value, name)
+    chosen = tuple(dict.fromkeys(" ".join(events).split())) or ("completed",)
+    unknown = [event for event in chosen if event not in STATUS_EVENTS]
+    if unknown:
+        raise BadRequest(f"StatusCallbackEvent must be among {', '.join(STATUS_EVENTS)}")
+    if (target.url or callback) and not has_auth_token:
+        raise BadRequest("The account has no auth_token to sign webhooks with")
+    application = Application(
+        "",
+        target.url or None,
+        voice_method=target.method,
+        voice_fallback_url=fallback or None,
+        voice_fallback_method=_method(form, "FallbackMethod"),
+        status_callback=callback or None,
+        status_callback_method=_method(form, "StatusCallbackMethod"),
+        status_callback_events=chosen,
+    )
+    return CreateRequest(
+        to=to, from_=from_, twiml=target.twiml, timeout_s=float(timeout), application=application
+    )
+
+
+def _http_url(value: str, name: str) -> None:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadRequest(f"{name} must be an absolute http(s) URL")
+
+
+def _method(form: Mapping[str, Any], name: str) -> str:
+    method = str(form.get(name, "POST")).upper()
+    if method not in ("GET", "POST"):
+        raise BadRequest(f"{name} must be GET or POST")
+    return method
+
+
 # -- paging ---------------------------------------------------------------------------------
 def page_request(query: Mapping[str, str], filter_names: Iterable[str]) -> PageRequest:
     """``PageSize``, ``Page`` and ``PageToken`` of a list request, with the filters
@@ -331,15 +425,19 @@ __all__ = [
     "RECORDING_FILTERS",
     "UPDATE_STATUSES",
     "BadRequest",
+    "CreateRequest",
     "PageRequest",
+    "TwimlTarget",
     "account_uri",
     "call_filter",
     "call_resource",
+    "create_request",
     "list_body",
     "page_request",
     "recording_call_sid",
     "recording_resource",
     "rfc2822",
+    "twiml_target",
     "walk",
     "whole_seconds",
 ]

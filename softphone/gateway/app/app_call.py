@@ -127,10 +127,18 @@ class AppCall:
         """The error the application ended the call with, if any (for the record)."""
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> None:
-        """Run the application (status callbacks ``initiated`` and ``ringing`` first)."""
+    def announce(self) -> None:
+        """The call exists: status callbacks ``initiated`` and ``ringing``."""
         self.status_event("initiated", "queued")
         self.status_event("ringing", "ringing")
+
+    def answered_elsewhere(self) -> None:
+        """The app leg was answered before the runner started (a REST-created call)."""
+        self._answered_at = self.services.clock()
+        self.status_event("answered", "in-progress")
+
+    def start(self) -> None:
+        """Run the application."""
         self._worker = asyncio.ensure_future(self._work())
         self.post(events.Start())
 
@@ -383,10 +391,10 @@ class AppCall:
             self.settings.auth_token, method, app.status_callback, params, f"status {event}"
         )
 
-    def completed(self, answered: bool) -> None:
-        """The call is over: the ``completed`` status callback, and the runner's end."""
-        status = "completed" if answered else "canceled" if not self.error else "failed"
-        self.status_event("completed", status)
+    def completed(self, status: str) -> None:
+        """The call is over with Twilio's final ``status``: the ``completed`` status
+        callback, and the runner hears of the hang-up."""
+        self.status_event("completed", "failed" if self.error else status)
         self.caller_hung_up()
 
 
