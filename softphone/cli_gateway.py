@@ -70,9 +70,20 @@ def _add_api_options(p: argparse.ArgumentParser) -> None:
         "--api-port",
         type=int,
         metavar="PORT",
-        help=f"serve the REST API on this port of --host, with the same TLS as /signal "
-        f"(e.g. {SUGGESTED_API_PORT}; off when not given). It also takes the insights our "
-        "SDK publishes (named to clients in `connected`) and serves them per call",
+        help="the REST API is served on the gateway's own port beside /signal (same TLS); "
+        f"this also serves it on a port of its own (e.g. {SUGGESTED_API_PORT}). It takes the "
+        "insights our SDK publishes (named to clients in `connected`) and serves them per call",
+    )
+    group.add_argument(
+        "--no-rest",
+        action="store_true",
+        help="serve no REST API at all (and take no insights)",
+    )
+    group.add_argument(
+        "--media-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder of audio files TwiML <Play> may name as file:NAME",
     )
     group.add_argument(
         "--stun",
@@ -324,6 +335,8 @@ def _gateway_config(args: argparse.Namespace, ssl_context: Any) -> Any:
         media=media,
         traversal=traversal,
         api_port=args.api_port,
+        rest=not args.no_rest,
+        media_dir=args.media_dir,
         heartbeat_interval_s=args.heartbeat_interval,
         idle_timeout_s=args.idle_timeout,
         limits=limits,

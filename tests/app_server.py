@@ -18,7 +18,7 @@ import attrs
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-Reply = str | int | tuple[int, str]
+Reply = str | int | tuple[int, str] | web.StreamResponse
 Handler = Callable[[dict[str, str]], Reply | Awaitable[Reply]]
 
 
@@ -82,6 +82,8 @@ class AppServer:
         reply = handler(params)
         if asyncio.iscoroutine(reply) or isinstance(reply, Awaitable):
             reply = await reply
+        if isinstance(reply, web.StreamResponse):
+            return reply
         if isinstance(reply, int):
             return web.Response(status=reply, text="")
         if isinstance(reply, tuple):

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
 from app_server import AppServer
 from calltools import Listener, recent
 from recorders import eventually
@@ -73,7 +74,10 @@ async def gateway(
     accounts: AccountStore, tmp_path: Path, loopback_media: None
 ) -> AsyncIterator[Gateway]:
     config = GatewayConfig(
-        port=0, api_port=0, db_path=tmp_path / "calls.sqlite3", heartbeat_interval_s=1.0
+        port=0,
+        db_path=tmp_path / "calls.sqlite3",
+        media_dir=tmp_path / "media",
+        heartbeat_interval_s=1.0,
     )
     gw = await Gateway(accounts, config).start()
     yield gw
@@ -432,3 +436,45 @@ async def test_rest_create_refuses_bad_requests_and_rings_nobody_unregistered(
             other.calls.create, to="client:bob", from_="+15005550006", twiml="<Response/>"
         )
     assert raised.value.status in (401, 404)
+
+
+def tone_wav(path: Path, hz: float, seconds: float = 1.0, rate: int = 16000) -> bytes:
+    """A WAV of a pure tone (what a ``<Play>`` URL or media file holds)."""
+    t = np.arange(int(rate * seconds)) / rate
+    pcm = (np.sin(2 * np.pi * hz * t) * 12000).astype("<i2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm.tobytes())
+    return path.read_bytes()
+
+
+async def test_play_urls_media_files_and_digits(
+    app_server: AppServer, make_device: Callable[..., Device], tmp_path: Path
+) -> None:
+    served = tone_wav(tmp_path / "served.wav", 600.0)
+    tone_wav(tmp_path / "media" / "local.wav", 900.0)
+    app_server.routes["/tone.wav"] = lambda params: web.Response(
+        body=served, content_type="audio/wav"
+    )
+    app_server.routes["/voice"] = lambda params: (
+        "<Response><Play>/tone.wav</Play><Play>file:local.wav</Play>"
+        '<Play digits="12w3"/><Pause length="1"/><Hangup/></Response>'
+    )
+    app_server.routes["/status"] = lambda params: 204
+    alice = make_device("alice")
+    call = await alice.connect(params={"To": "x"})
+    heard = hear(call)
+    digits: list[str] = []
+    call.on("dtmf", digits.append)
+    await eventually(lambda: call.status() == "closed", timeout=20)
+    pcm = heard.pcm()
+    blocks = [pcm[i : i + 4800] for i in range(0, len(pcm) - 4800, 4800)]
+    tones = [round(dominant_frequency(b)) for b in blocks if rms_dbfs(b) > -30]
+    near = [t for t in tones if abs(t - 600) < 15], [t for t in tones if abs(t - 900) < 15]
+    assert len(near[0]) >= 7 and len(near[1]) >= 7, tones  # about a second of each
+    first_900 = next(i for i, t in enumerate(tones) if abs(t - 900) < 15)
+    assert all(abs(t - 600) < 15 for t in tones[: first_900 - 1]), "played out of order"
+    assert "".join(digits) == "123"

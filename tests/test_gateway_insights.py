@@ -235,11 +235,21 @@ async def test_over_tls_the_insights_url_is_https_and_posts_are_verified(
         assert gw.rest_api.insights is not None and len(gw.rest_api.insights) == 1
 
 
-async def test_no_rest_api_means_no_insights_field(gateway: Gateway, make_token: Any) -> None:
+async def test_insights_are_served_on_the_gateways_own_port_unless_rest_is_off(
+    gateway: Gateway, make_token: Any, accounts: AccountStore, loopback_media: None
+) -> None:
     client, connected = await RawClient.open(gateway, make_token("alice"))
     await client.close()
-    assert endpoint.CONNECTED_FIELD not in connected.extra
-    assert endpoint.select_base_url(None, connected.extra.get("insights"), gateway.url) is None
+    assert connected.extra[endpoint.CONNECTED_FIELD] == f"http://127.0.0.1:{gateway.port}"
+    quiet = await Gateway(accounts, GatewayConfig(port=0, rest=False)).start()
+    try:
+        client, connected = await RawClient.open(quiet, make_token("alice"))
+        await client.close()
+        assert quiet.rest_api is None
+        assert endpoint.CONNECTED_FIELD not in connected.extra
+        assert endpoint.select_base_url(None, connected.extra.get("insights"), quiet.url) is None
+    finally:
+        await quiet.stop()
 
 
 # -- the real publisher into the real store ----------------------------------------------

@@ -58,6 +58,7 @@ takes an API key (``SK…`` sid and secret) of the account, or the account's aut
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -179,15 +180,38 @@ class RestApi:
             router.add_get(f"{recording}.wav", self._recording_media)
             router.add_get(recording, self._recording_media)
         self._runner: web.AppRunner | None = None
+        self._bound: tuple[str, int] | None = None
         self._scheme = "http"
+
+    async def setup(self) -> None:
+        """Get the request handler ready (before :attr:`http_protocol` or :meth:`start`)."""
+        if self._runner is None:
+            self._runner = web.AppRunner(self.app, access_log=None)
+            await self._runner.setup()
+
+    @property
+    def http_protocol(self) -> Callable[[], asyncio.Protocol]:
+        """Makes the protocol that serves one HTTP connection (for a shared port)."""
+        if self._runner is None or self._runner.server is None:
+            raise RuntimeError("REST API not set up")
+        return self._runner.server
+
+    def served_at(self, host: str, port: int, *, tls: bool) -> None:
+        """The API is served on ``host:port`` (the gateway's own port, shared)."""
+        if self._bound is None:
+            self._bound = (host, port)
+            self._scheme = "https" if tls else "http"
 
     async def start(
         self, host: str, port: int, ssl_context: ssl.SSLContext | None = None
     ) -> RestApi:
-        """Listen on ``host:port`` (0 picks a free port, see :attr:`port`)."""
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
+        """Also listen on a port of its own, ``host:port`` (0 picks a free port); that
+        becomes :attr:`url`."""
+        await self.setup()
+        assert self._runner is not None
         await web.TCPSite(self._runner, host, port, ssl_context=ssl_context).start()
+        address = self._runner.addresses[-1]
+        self._bound = (str(address[0]), int(address[1]))
         self._scheme = "https" if ssl_context is not None else "http"
         log.info("REST API listening on %s", self.url)
         return self
@@ -197,29 +221,30 @@ class RestApi:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._bound = None
+
+    def _where(self) -> tuple[str, int]:
+        if self._bound is None:
+            raise RuntimeError("REST API not started")
+        return self._bound
 
     @property
     def port(self) -> int:
-        """The bound TCP port."""
-        if self._runner is None or not self._runner.addresses:
-            raise RuntimeError("REST API not started")
-        return int(self._runner.addresses[0][1])
+        """The TCP port it is served on."""
+        return self._where()[1]
 
     @property
     def url(self) -> str:
         """Base URL for the official helper's ``client.api.base_url``."""
-        if self._runner is None or not self._runner.addresses:
-            raise RuntimeError("REST API not started")
-        host = self._runner.addresses[0][0]
-        return f"{self._scheme}://{_url_host(host)}:{self.port}"
+        host, port = self._where()
+        return f"{self._scheme}://{_url_host(host)}:{port}"
 
     def origin(self, host_header: str | None) -> str:
         """``scheme://host:port`` of this API as a client reached it (its ``Host``
         header), else as bound: the base of absolute URLs such as ``media_url``."""
-        if self._runner is None or not self._runner.addresses:
-            raise RuntimeError("REST API not started")
-        host = _hostname(host_header) or str(self._runner.addresses[0][0])
-        return f"{self._scheme}://{_url_host(host)}:{self.port}"
+        bound, port = self._where()
+        host = _hostname(host_header) or bound
+        return f"{self._scheme}://{_url_host(host)}:{port}"
 
     def insights_url(self, host_header: str | None) -> str | None:
         """The insights base URL to name in ``connected``, or None when not served.
@@ -229,11 +254,11 @@ class RestApi:
         way; the bound address when that header is missing or unusable (and None if
         that address is a wildcard). Same scheme as :attr:`url`, the REST API's port.
         """
-        if self.insights is None or self._runner is None or not self._runner.addresses:
+        if self.insights is None or self._bound is None:
             return None
         host = _hostname(host_header)
         if host is None:
-            bound = str(self._runner.addresses[0][0])
+            bound = self._bound[0]
             if bound in _WILDCARDS:
                 return None
             host = bound

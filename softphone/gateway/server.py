@@ -24,12 +24,14 @@ from http import HTTPStatus
 from pathlib import Path
 
 import attrs
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from softphone.gateway import exposure, log_throttle
 from softphone.gateway.accounts import AccountStore
+from softphone.gateway.app.play_audio import PlayAudio
+from softphone.gateway.app.services import AppServices
 from softphone.gateway.call_history import CallHistory
 from softphone.gateway.call_store import AsyncCallStore, CallStore, Retention
 from softphone.gateway.calls import CallRouter
@@ -39,6 +41,7 @@ from softphone.gateway.leg_media import LegMedia, LegMediaConfig
 from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
 from softphone.gateway.rest_api import RestApi
+from softphone.gateway.shared_port import serve_shared
 from softphone.gateway.tokens import TokenError, VerifiedToken, verify_token
 from softphone.gateway.traversal import TraversalConfig
 from softphone.insights import endpoint
@@ -97,8 +100,14 @@ class GatewayConfig:
     """Where media legs bind, what address they advertise, their ports, TURN use."""
     traversal: TraversalConfig = attrs.field(factory=TraversalConfig)
     """STUN/TURN servers handed out by the REST API's Tokens resource."""
+    rest: bool = True
+    """Serve the REST API (and insights ingestion) on the gateway's own port, beside
+    ``/signal``, with the same TLS setting."""
+    media_dir: Path | None = None
+    """Audio files TwiML ``<Play>`` may name as ``file:NAME`` (None: no local files)."""
     api_port: int | None = None
-    """Port of the REST API (same host and TLS as signaling); None: no REST API."""
+    """Also serve the REST API on this port of its own (same host and TLS); None: only
+    on the gateway's port."""
     clock: Callable[[], float] = time.time
     """Wall clock for token checks (tests pass a fake one)."""
     limits: Limits = attrs.field(factory=Limits)
@@ -131,7 +140,13 @@ class Gateway:
         self.leg_media = leg_media or LegMedia(
             self.config.media, self.config.traversal, clock=self.config.clock
         )
-        self.calls = CallRouter(accounts, self.presence, self.config.limits, self.leg_media)
+        self.calls = CallRouter(
+            accounts,
+            self.presence,
+            self.config.limits,
+            self.leg_media,
+            apps=AppServices(audio=PlayAudio(self.config.media_dir)),
+        )
         self.rest_api: RestApi | None = None
         """The REST API once started (``api_port`` set)."""
         self.call_store: AsyncCallStore | None = None
@@ -160,19 +175,7 @@ class Gateway:
             self.calls.history = CallHistory(store, self.config.clock)
             self.calls.apps.store = store
         limits = self.config.limits
-        self._server = await serve(
-            self._handle,
-            self.config.host,
-            self.config.port,
-            ssl=self.config.ssl_context,
-            process_request=self._check_path,
-            ping_interval=None,
-            max_size=limits.max_frame_bytes or None,
-            close_timeout=limits.close_timeout_s,
-        )
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
-        log.info("gateway edge %s listening on %s", self.config.edge, self.url)
-        if self.config.api_port is not None:
+        if self.config.rest:
             self.rest_api = RestApi(
                 self.accounts,
                 self.config.traversal,
@@ -181,10 +184,28 @@ class Gateway:
                 calls=self.calls,
                 call_store=self.call_store,
             )
-            await self.rest_api.start(
-                self.config.host, self.config.api_port, self.config.ssl_context
-            )
+            await self.rest_api.setup()
+        self._server = await serve_shared(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            http=self.rest_api.http_protocol if self.rest_api is not None else None,
+            ssl_context=self.config.ssl_context,
+            process_request=self._check_path,
+            max_size=limits.max_frame_bytes or None,
+            close_timeout=limits.close_timeout_s,
+        )
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+        log.info("gateway edge %s listening on %s", self.config.edge, self.url)
+        if self.rest_api is not None:
+            tls = self.config.ssl_context is not None
+            self.rest_api.served_at(self.config.host, self.port, tls=tls)
+            if self.config.api_port is not None:
+                await self.rest_api.start(
+                    self.config.host, self.config.api_port, self.config.ssl_context
+                )
             self.calls.apps.public_url = lambda: self.rest_api.url if self.rest_api else None
+            log.info("REST API on %s", self.rest_api.url)
         if exposed:
             log.warning(
                 "INSECURE: %s is reachable from other machines and accepts tokens signed "
