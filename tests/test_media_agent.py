@@ -175,15 +175,3 @@ def test_protocol_round_trips_and_rejects_malformed_messages() -> None:
     ):
         with pytest.raises(ProtocolError):
             decode(bad)
-
-
-async def test_the_example_runs() -> None:
-    example = Path(__file__).parent.parent / "examples" / "media_agent_call.py"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(example), stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 120)
-    text = out.decode()
-    assert process.returncode == 0, text
-    hz = [float(line.split()[2]) for line in text.splitlines() if line.startswith("bob     hears")]
-    assert len(hz) == 2 and abs(hz[0] - A_HZ) < 5 and abs(hz[1] - B_HZ) < 5, text

@@ -110,7 +110,76 @@ class Codec(enum.StrEnum):
 
 
 class Call(EventEmitter):
-    """A call: created by ``device.connect()`` (outgoing) or an ``incoming`` event."""
+    """A call: created by ``device.connect()`` (outgoing) or an ``incoming`` event.
+
+    Never construct one yourself. :meth:`status` moves pending -> connecting ->
+    ringing -> open -> (reconnecting <-> open) -> closed.
+
+    **Events** (``call.on(name, listener)``), exactly the JS SDK's names:
+
+    ``ringing`` ``(has_early_media)``
+        The far end is ringing (outgoing calls); True when its audio already flows.
+    ``accept`` ``(call)``
+        The call opened (first time only): media flows both ways.
+    ``audio`` ``(remote)``
+        The remote audio output exists: a :class:`~softphone.core.remote_audio.RemoteAudio`
+        (``remote.add_sink(sink)`` records or redirects what the far end says).
+    ``volume`` ``(input_volume, output_volume)``
+        Every 50 ms while open: the levels sent and heard, 0..1 (JS scale).
+    ``sample`` ``(sample)``
+        Once a second while open: an :class:`~softphone.core.rtc_sample.RTCSample`
+        (packets, loss, jitter, rtt, MOS; ``sample.to_dict()`` has the JS keys).
+    ``warning`` ``(name, data)`` and ``warning-cleared`` ``(name)``
+        A call-quality warning (``high-rtt``, ``high-jitter``, ``high-packet-loss``,
+        ``low-mos``, ``low-bytes-received``, ``ice-gathering-state``...) raised or
+        cleared; ``ice-connectivity-lost`` comes with its name only, as in JS.
+    ``mute`` ``(is_muted, call)``
+        :meth:`mute` changed the mute state.
+    ``dtmf`` ``(digit)``
+        Python only: a digit the far end sent as RFC 4733 (e.g. ``send_digits``).
+    ``messageSent`` ``(message)`` and ``messageReceived`` ``(message)``
+        A user-defined message (:meth:`send_message`) was acknowledged by the gateway,
+        or arrived; ``message`` has ``content``, ``contentType``, ``messageType`` and
+        ``voiceEventSid``.
+    ``reconnecting`` ``(error)`` and ``reconnected`` ``()``
+        Media (53405) or signaling (53001) was lost and is being restored; it was.
+    ``disconnect`` ``(call)``
+        The call ended (hung up by either side or after an error), except by cancel or
+        reject.
+    ``cancel`` ``()``
+        The caller gave up before this (incoming) call was answered.
+    ``reject`` ``()``
+        :meth:`reject` refused this incoming call.
+    ``error`` ``(error)``
+        A :class:`~softphone.core.errors.TwilioError`: the far end or the gateway ended
+        the call with an error (31005, or the precise class), the input could not be
+        acquired (31401, 31402), SDP failed (53400, 53402), media could not be restored
+        (53405), a message was refused (31210, 31212)...
+    ``transportClose`` ``()``
+        The signaling connection under the call closed (the call may reconnect).
+
+    **Attributes**:
+
+    ``direction``
+        ``Call.CallDirection.INCOMING`` or ``OUTGOING``.
+    ``parameters``
+        What the gateway says about the call: ``CallSid``, ``From``, ``To``,
+        ``AccountSid``... (incoming: from the invite; outgoing: ``CallSid`` once known).
+    ``custom_parameters``
+        The ``params`` given to ``device.connect()`` (outgoing) or sent by the caller
+        (incoming), as strings.
+    ``codec``
+        The negotiated codec in ``Call.Codec`` spelling (``"opus"``, ``"pcmu"``);
+        ``""`` until the call opens.
+    ``outbound_connection_id``
+        The temporary ``TJS...`` id used before the gateway assigns a CallSid.
+    ``ice_restarts``
+        How many ICE restarts the call attempted (diagnostics).
+    ``feedback``
+        The entries recorded by :meth:`post_feedback`.
+    ``State``, ``CallDirection``, ``Codec``
+        The JS enums :class:`CallState`, :class:`CallDirection`, :class:`Codec`.
+    """
 
     State = CallState
     CallDirection = CallDirection
@@ -347,7 +416,8 @@ class Call(EventEmitter):
         self._process(cm.Disconnect())
 
     def mute(self, should_mute: bool = True) -> None:
-        """Send silence instead of the input (RTP keeps flowing); event ``mute`` on change."""
+        """Send silence instead of the input (RTP keeps flowing); event
+        ``mute(is_muted, call)`` on change."""
         should_mute = bool(should_mute)
         changed = should_mute != self._muted
         self._muted = should_mute
@@ -475,6 +545,9 @@ class Call(EventEmitter):
             case cm.Emit("error", (TwilioError() as error,)):
                 self._emit_error(error)
             case cm.Emit(name, args):
+                # The lifecycle events the machine decides: ringing, accept, reconnecting,
+                # reconnected, disconnect, cancel, reject, warning, warning-cleared,
+                # transportClose (arguments in the class docstring).
                 self.emit(name, *cm.replace_call(args, self))
             case cm.Publish(event):
                 self._insights.publish(event)
@@ -502,12 +575,12 @@ class Call(EventEmitter):
             case cm.MediaOpened():
                 if self._pc is not None:
                     self._pc.muted = self._muted
-                    self.codec = self._pc.codec or ""
+                    self.codec = (self._pc.codec or "").lower()  # JS Call.Codec spelling
             case cm.CallConnected():
                 self._on_connected()
             case cm.EmitAudio():
                 if self._pc is not None:
-                    self.emit("audio", self._remote)
+                    self.emit("audio", self._remote)  # event audio(remote)
             case cm.CloseMedia():
                 self._close_media()
             case cm.StopRinging():
@@ -527,7 +600,7 @@ class Call(EventEmitter):
                 self.parameters["CallSid"] = callsid
 
     def _emit_error(self, error: TwilioError) -> None:
-        """Emit ``error`` on the call and publish it (JS: every Call error is published)."""
+        """Event ``error(error)``, also published (JS: every Call error is published)."""
         self._insights.publish(insights.connection_error(error.code, error.message))
         self.emit("error", error)
 
@@ -649,7 +722,7 @@ class Call(EventEmitter):
         self._insights.publish(event)
 
     def _on_dtmf_received(self, digit: str) -> None:
-        """A digit arrived as RFC 4733 from the far end (Python-only event ``dtmf``)."""
+        """A digit arrived as RFC 4733 from the far end: Python-only event ``dtmf(digit)``."""
         self.emit("dtmf", digit)
 
     def _on_ice_gathering_failure(self, reason: str) -> None:
@@ -735,7 +808,8 @@ class Call(EventEmitter):
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
     async def _meter_volume(self) -> None:
-        """Every 50 ms: ``volume(input, output)`` (0..1) and the levels for the next sample."""
+        """Every 50 ms: event ``volume(input, output)`` (0..1) and the levels for the next
+        sample."""
         while not self._media_gone():
             reading = self._volume.read()
             self._quality.add_volume(reading.input_level, reading.output_level)
@@ -743,21 +817,23 @@ class Call(EventEmitter):
             await asyncio.sleep(VOLUME_INTERVAL_S)
 
     def _on_quality(self, output: QualityOutput) -> None:
+        """Carry out one output of the quality monitor: events ``sample``, ``warning``,
+        ``warning-cleared``, insights, and low-bytes readings for the machine."""
         match output:
             case EmitSample(sample, codec):
                 self.codec = codec or self.codec
                 latest = self._volume.latest
                 self._insights.sample(sample.to_dict(), latest.input_volume, latest.output_volume)
-                self.emit("sample", sample)
+                self.emit("sample", sample)  # event sample(RTCSample), once a second
             case EmitWarning(name, data):
-                self.emit("warning", name, data)
+                self.emit("warning", name, data)  # event warning(name, data)
             case PublishWarning(stat, name, threshold, value, cleared):
                 event = insights.quality_warning(
                     stat, name, threshold, value, cleared=cleared, muted=self._muted
                 )
                 self._insights.publish(event)
             case EmitWarningCleared(name):
-                self.emit("warning-cleared", name)
+                self.emit("warning-cleared", name)  # event warning-cleared(name)
             case LowBytes(name, active):
                 if self.status() is not CallState.CLOSED:
                     self._process(cm.LowBytesWarning(name, active))
@@ -820,6 +896,7 @@ class Call(EventEmitter):
         self._process(cm.CancelFrame(message.callsid))
 
     def _on_ack(self, message: Ack) -> None:
+        """The gateway acknowledged one of our messages: event ``messageSent(message)``."""
         if message.acktype != "message" or not self._is_mine(message.callsid):
             return
         sid = message.voiceeventsid
@@ -832,6 +909,7 @@ class Call(EventEmitter):
         self.emit("messageSent", sent)
 
     def _on_message(self, message: CallMessage) -> None:
+        """A user-defined message for this call: event ``messageReceived(message)``."""
         if not self._is_mine(message.callsid):
             return
         if message.messagetype and message.voiceeventsid:
@@ -851,6 +929,7 @@ class Call(EventEmitter):
         )
 
     def _on_signaling_error(self, info: Mapping[str, Any]) -> None:
+        """The gateway refused one of our messages: event ``error`` (31210, 31212...)."""
         sid = info.get("voiceeventsid") if isinstance(info, Mapping) else None
         raw = info.get("error") if isinstance(info, Mapping) else None
         if not isinstance(sid, str) or not isinstance(raw, Mapping):

@@ -101,7 +101,134 @@ def _is_supported() -> bool:
 
 
 class Device(EventEmitter):
-    """A softphone endpoint: registers for incoming calls and places outgoing ones."""
+    """A softphone endpoint: registers for incoming calls and places outgoing ones.
+
+    ``Device(token, options=None, **kwargs)`` takes an access token and the options
+    listed below, as a mapping, a :class:`~softphone.core.options.DeviceOptions`, keyword
+    arguments, or a mix (keywords win). JS camelCase keys (``codecPreferences``) are
+    accepted too; an unknown key raises ``InvalidArgumentError`` with a suggestion.
+    Nothing touches the network before :meth:`register` or :meth:`connect`. Use it as
+    ``async with Device(...) as device:`` to have :meth:`destroy` run at the end.
+
+    **Events** (``device.on(name, listener)``; a listener may be a coroutine function):
+
+    ``registering``, ``registered``, ``unregistered``, ``destroyed``
+        No arguments. :attr:`state` changed to that value. After a lost signaling
+        connection the Device goes ``unregistered`` and registers again by itself
+        once signaling is back.
+    ``incoming`` ``(call)``
+        A call rings this Device: a pending :class:`~softphone.core.call.Call` to
+        ``accept()``, ``reject()`` or ``ignore()``. It is listed in :attr:`calls` until
+        it is answered or ends. While busy, new invites are dropped unless
+        ``allow_incoming_while_busy`` is set.
+    ``error`` ``(error)`` or ``(error, call)``
+        A :class:`~softphone.core.errors.TwilioError`: the gateway refused the token
+        (20101, 20104, 20151, or 53000 with the precise cause), a signaling socket
+        failed (31000, 31005, 31009), an invite was malformed (31400), or any other
+        error frame of the gateway. ``call`` is passed when the error names a call.
+    ``tokenWillExpire`` ``(device)``
+        ``token_refresh_ms`` before the token expires: fetch a new token and call
+        :meth:`update_token`.
+
+    **Attributes** (besides the properties below):
+
+    ``audio``
+        The :class:`~softphone.core.audio_helper.AudioHelper` (None after
+        :meth:`destroy`): device lists, input selection, speaker and ringtone outputs,
+        processors, the ``inputVolume`` meter.
+    ``plugins``
+        This Device's plugin manager: ``plugins.register(obj)`` adds a plugin;
+        ``plugins.tone``, ``plugins.file``, ``plugins.memory`` declare virtual devices
+        (``plugins.tone.add_tone("beep", [1000])`` makes input ``tone:beep``).
+    ``sounds``
+        The ringtone and call sounds (``incoming``, ``outgoing``, ``disconnect``,
+        ``dtmf0`` to ``dtmfh``), played on the AudioHelper's outputs.
+    ``publisher``
+        The insights publisher: the JS SDK's call events and metrics, posted to the
+        gateway that names an insights endpoint (``publish_events=False`` stops it).
+    ``State``, ``EventName``
+        The JS enums :class:`DeviceState` and :class:`DeviceEventName`.
+    ``version``, ``package_name``, ``is_supported``
+        This package's version and name (sent to the gateway), and whether the media
+        stack (aiortc) can be imported.
+
+    **Options** (:class:`~softphone.core.options.DeviceOptions`, default in brackets):
+
+    ``allow_incoming_while_busy`` [False]
+        Invites arriving during a call become pending calls (no ringtone; accepting one
+        hangs up the current call) instead of being dropped.
+    ``app_name``, ``app_version`` [None]
+        Sent with the insights events only.
+    ``chunderw`` [None]
+        The gateway's signaling URL(s): ``wss://host:port`` (``ws://`` for a plain local
+        gateway), a bare ``host:port``, or a list tried in order. Overrides ``edge``.
+    ``codec_preferences`` [("pcmu", "opus")]
+        Codec order offered and accepted (``opus``, ``pcmu``; see ``Call.Codec``).
+    ``edge`` [None, i.e. roaming]
+        Twilio edge name(s) mapped to signaling hosts, as in the JS SDK.
+    ``enable_improved_signaling_error_precision`` [False]
+        Surface the precise error class of a gateway error (31480 ``TemporarilyUnavailable``,
+        31486 ``BusyHere``...) instead of the generic 53000 / 31005.
+    ``file_input_stream`` [None]
+        An ``AudioSource`` (``FileSource``, ``ToneSource``, ``MemorySource``...) every call
+        sends instead of the selected input. The Device never closes it.
+    ``log_level`` ["error"]
+        Level of the ``softphone`` logger: ``trace``, ``debug``, ``info``, ``warn``,
+        ``error``, ``silent`` or 0-5. The library adds no handler: configure
+        :mod:`logging` (e.g. ``logging.basicConfig()``) to see the messages.
+    ``max_average_bitrate`` [None]
+        Opus bitrate cap in bit/s (used when 6000..510000).
+    ``max_call_signaling_timeout_ms`` [0]
+        How long a call may wait for signaling to come back on the same edge; non-zero
+        lets calls survive a signaling drop (reconnect with the call's token).
+    ``token_refresh_ms`` [10000]
+        How long before the token expires ``tokenWillExpire`` is emitted.
+    ``sounds`` [{}]
+        Sound name (``incoming``, ``outgoing``, ``disconnect``, ``dtmf0``...) to the path
+        of an audio file to play instead of the built-in sound.
+    ``rtc_configuration`` [{"iceServers": []}]
+        Peer-connection settings: ``iceServers`` (STUN/TURN), ``iceTransportPolicy``
+        (``"relay"`` forces TURN). Checked as a browser would. No ICE servers unless given.
+    ``rtc_constraints`` [{"audio": True}]
+        Default constraints for acquiring the input (``get_user_media``).
+    ``ssl_context`` [None]
+        An ``ssl.SSLContext`` for ``wss://`` gateways and ``turns:`` servers, e.g.
+        ``client_ssl_context(cert_path)`` to trust a self-signed gateway certificate.
+        None verifies against the system trust store (or ``SSL_CERT_FILE``).
+    ``signaling_connect_timeout_ms`` [15000]
+        Longest :meth:`register` / :meth:`connect` wait for signaling before they reject
+        with a ``TwilioError`` (53000, the cause in its message).
+    ``speaker`` [None]
+        An ``AudioSink`` for call audio and sounds when no speaker device is selected
+        (default: discard).
+    ``ringer`` [None]
+        An ``AudioSink`` for the ringtone (default: ``speaker``).
+    ``get_user_media`` [None]
+        ``fn(constraints) -> AudioSource`` (sync or async) replacing every input
+        acquisition (JS ``getUserMedia``).
+    ``enumerate_devices`` [None]
+        ``fn() -> list[MediaDeviceInfo]`` replacing the device list (JS ``enumerateDevices``).
+    ``rtc_peer_connection`` [None]
+        ``fn(configuration) -> PeerConnectionLike`` building each call's media adapter
+        (JS ``RTCPeerConnection``).
+    ``media_stream`` [None]
+        Accepted for ported code (JS ``MediaStream``); reported to insights only.
+    ``publish_events`` [True]
+        Publish insights events and metrics (feedback is always published, as in JS).
+    ``eventgw`` [None]
+        Insights host to use before (or instead of) the one the gateway names.
+    ``preflight`` [False]
+        Marks the Device's calls as preflight calls in insights (PreflightTest sets it).
+    ``voice_event_sid_generator`` [None]
+        ``fn() -> str`` making the ``KX...`` ids of :meth:`~softphone.core.call.Call.send_message`.
+    ``backoff_max_ms`` [None]
+        Upper bound of the signaling reconnection backoff.
+    ``dscp`` [True], ``force_aggressive_ice_nomination`` [False]
+        Reported to insights as in JS; aiortc can neither mark DSCP nor nominate
+        aggressively, so they change nothing else.
+    ``close_protection``, ``disable_audio_context_sounds``, ``ignore_browser_support`` [False]
+        Browser-only JS options, accepted for ported code and without effect.
+    """
 
     State = DeviceState
     EventName = DeviceEventName
@@ -428,6 +555,8 @@ class Device(EventEmitter):
             self._send_presence(True)
 
     def _set_state(self, state: DeviceState) -> None:
+        """Move to ``state``; emits the event of that name (``registering``, ``registered``,
+        ``unregistered``, ``destroyed``, no arguments) on an actual change only."""
         if state is self._state:
             return
         self._state = state
@@ -579,6 +708,7 @@ class Device(EventEmitter):
             call.on_signaling_connected()
 
     def _on_token_will_expire(self) -> None:
+        """Event ``tokenWillExpire(device)``: ``token_refresh_ms`` before the token's ttl."""
         self._token_timer = None
         self.emit("tokenWillExpire", self)
 
@@ -611,7 +741,7 @@ class Device(EventEmitter):
         )
 
     def _on_signaling_error(self, info: Mapping[str, Any]) -> None:
-        """A server ``error`` frame or a socket failure: the Device ``error`` event.
+        """A server ``error`` frame or a socket failure: event ``error(error[, call])``.
 
         A frame without an ``error`` object is reported as 53000 (a rogue server's
         frame is still an error the app should hear about)."""
@@ -641,7 +771,8 @@ class Device(EventEmitter):
             self.emit("error", error)
 
     def _on_signaling_malformed(self, msg_type: str | None, reason: str) -> None:
-        """An undecodable frame (already logged by the stream); an invite is a 31400."""
+        """An undecodable frame (already logged by the stream); an invite is event
+        ``error(BadRequest)`` (31400)."""
         if msg_type != "invite":
             return
         if self.is_busy and not self._options.allow_incoming_while_busy:
@@ -650,6 +781,8 @@ class Device(EventEmitter):
         self.emit("error", ClientErrors.BadRequest("Malformed invite from gateway", cause=reason))
 
     def _on_signaling_invite(self, message: Invite) -> None:
+        """A server ``invite``: event ``incoming(call)`` with a new pending Call (or
+        ``error(BadRequest)``, 31400, when it has no callsid or sdp)."""
         if self.is_busy and not self._options.allow_incoming_while_busy:
             log.info("busy: dropping incoming invite %s", message.callsid)
             return

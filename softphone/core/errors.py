@@ -15,7 +15,7 @@ our own paraphrases, not Twilio's.
 The module also holds the pure functions that turn a raw server error object (the
 ``error`` member of an ``error`` or ``hangup`` frame) into a ``TwilioError``, so that the
 Device and the Call share one definition of the mapping rules, including the
-``enableImprovedSignalingErrorPrecision`` gating (see ``errors.md`` §3).
+``enableImprovedSignalingErrorPrecision`` gating (``PRECISE_SIGNALING_ERROR_CODES``).
 """
 
 from __future__ import annotations
@@ -839,7 +839,7 @@ def get_error_by_code(code: object) -> type[TwilioError]:
 def get_precise_signaling_error_by_code(
     enable_precision: bool, code: object
 ) -> type[TwilioError] | None:
-    """The class a server-sent ``code`` may surface as, or None (``errors.md`` §3).
+    """The class a server-sent ``code`` may surface as, or None.
 
     None when ``code`` is not a number or not catalogued, or when it is in
     ``PRECISE_SIGNALING_ERROR_CODES`` and ``enable_precision`` is false.

@@ -132,58 +132,95 @@ class DeviceOptions:
     Documented JS options keep their meaning. Browser-only ones (``close_protection``,
     ``disable_audio_context_sounds``) are accepted for ported code and have no effect.
     Python-only additions are marked as such.
+
+    Frozen: build one with keywords (``DeviceOptions(chunderw=url, log_level="info")``)
+    or pass a mapping to the Device, whose :meth:`merged` also takes the JS camelCase
+    keys. ``help(Device)`` describes every option; each attribute below says the same.
     """
 
     allow_incoming_while_busy: bool = False
+    """Invites during a call become pending calls (no ringtone) instead of being dropped."""
     app_name: str | None = None
+    """Sent with the insights events only."""
     app_version: str | None = None
+    """Sent with the insights events only."""
     close_protection: bool | str = False
+    """Browser-only (a "leave page?" prompt): accepted, no effect."""
     codec_preferences: tuple[str, ...] = attrs.field(
         default=("pcmu", "opus"),
         converter=_tuple_unless_str,
         validator=_validate_codecs,
     )
+    """Codec order offered and accepted: ``"opus"``, ``"pcmu"`` (``Call.Codec``)."""
     disable_audio_context_sounds: bool = False
+    """Browser-only: accepted, no effect."""
     dscp: bool = True
+    """Reported to insights as in JS; aiortc cannot mark packets with DSCP."""
     edge: str | tuple[str, ...] | None = attrs.field(
         default=None,
         converter=_tuple_unless_str,
         validator=_validate_edge,
     )
+    """Twilio edge name(s) mapped to signaling hosts; None means ``roaming``."""
     enable_improved_signaling_error_precision: bool = False
+    """Surface the precise class of a gateway error code instead of 53000 / 31005."""
     enumerate_devices: Callable[..., Any] | None = attrs.field(
         default=None, validator=_validate_callable
     )
+    """``fn() -> list[MediaDeviceInfo]`` replacing the device list (JS ``enumerateDevices``)."""
     force_aggressive_ice_nomination: bool = False
+    """Reported to insights as in JS; no other effect with aiortc."""
     get_user_media: Callable[..., Any] | None = attrs.field(
         default=None, validator=_validate_callable
     )
+    """``fn(constraints) -> AudioSource`` (sync or async) answering every input
+    acquisition (JS ``getUserMedia``)."""
     log_level: int | str = "error"
+    """Level of the ``softphone`` logger: ``trace``/``debug``/``info``/``warn``/``error``/
+    ``silent`` or 0-5. The library adds no handler; configure :mod:`logging` to see it."""
     max_average_bitrate: int | None = attrs.field(default=None, validator=_validate_bitrate)
+    """Opus bitrate cap in bit/s, used when within 6000..510000."""
     max_call_signaling_timeout_ms: int = attrs.field(default=0, validator=_validate_non_negative)
+    """How long a call may wait for signaling to return to the same edge (0: no wait)."""
     media_stream: Any = None
+    """JS ``MediaStream`` override: accepted for ported code, reported to insights only."""
     rtc_peer_connection: Callable[..., Any] | None = attrs.field(
         default=None, validator=_validate_callable
     )
+    """``fn(configuration) -> PeerConnectionLike`` building each call's media adapter."""
     sounds: Mapping[str, str] = attrs.field(factory=dict, validator=_validate_sounds)
+    """Sound name (``incoming``, ``outgoing``, ``disconnect``, ``dtmf0``...) to an audio
+    file played instead of the built-in sound."""
     token_refresh_ms: int = attrs.field(default=10_000, validator=_validate_non_negative)
+    """How long before the token expires ``tokenWillExpire`` is emitted."""
 
     # Accepted but undocumented in the JS SDK (internal/test hooks, still honoured).
     backoff_max_ms: int | None = None
+    """Upper bound of the signaling reconnection backoff."""
     chunderw: str | tuple[str, ...] | None = attrs.field(
         default=None,
         converter=_tuple_unless_str,
         validator=_validate_chunderw,
     )
+    """The gateway's signaling URL(s): ``wss://host:port`` (``ws://`` for a plain local
+    gateway), a bare ``host:port``, or a list tried in order. Overrides ``edge``."""
     eventgw: str | None = None
+    """Insights host used before (or instead of) the one the gateway names."""
     file_input_stream: Any = None
+    """An ``AudioSource`` every call sends instead of the selected input (never closed
+    by the Device)."""
     ignore_browser_support: bool = False
+    """Browser-only: accepted, no effect."""
     preflight: bool = False
+    """Marks the calls as preflight calls in insights (PreflightTest sets it)."""
     publish_events: bool = True
+    """Publish insights events and metrics (feedback is published regardless, as in JS)."""
     rtc_constraints: Mapping[str, Any] = attrs.field(factory=lambda: {"audio": True})
+    """Default constraints for acquiring the input."""
     voice_event_sid_generator: Callable[[], str] | None = attrs.field(
         default=None, validator=_validate_callable
     )
+    """``fn() -> str`` making the ``KX...`` ids of ``call.send_message``."""
 
     # Python-only.
     speaker: Any = None

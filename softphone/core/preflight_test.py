@@ -190,7 +190,32 @@ def _now_ms() -> float:
 
 
 class PreflightTest(EventEmitter):
-    """One preflight test; it starts as soon as it is constructed."""
+    """One preflight test; it starts as soon as it is constructed (needs a running loop).
+
+    ``PreflightTest(token, options=None, **kwargs)`` or ``Device.run_preflight(token,
+    options)``; the options are :class:`PreflightOptions` (snake_case or JS camelCase).
+
+    **Events** (``test.on(name, listener)``):
+
+    ``connected`` ``()``
+        The test call is up (status ``connected``).
+    ``sample`` ``(sample)``
+        Once a second during the call: the call's :class:`~softphone.core.rtc_sample.RTCSample`.
+    ``warning`` ``(warning)``
+        A :class:`~softphone.core.preflight_report.PreflightWarning` (``name``,
+        ``description``, ``rtc_warning``): a call-quality warning of the test call, or
+        ``insights-connection-error`` once when insights could not be posted.
+    ``completed`` ``(report)``
+        The test call ended: the
+        :class:`~softphone.core.preflight_report.PreflightTestReport` (call quality band,
+        timings, MOS/jitter/rtt statistics, ICE candidates, samples, warnings).
+    ``failed`` ``(error)``
+        A ``TwilioError``: the token was refused, signaling failed or timed out (53000),
+        the Device reported an error once registered, or :meth:`stop` (31008).
+
+    ``Status``, ``Events``, ``CallQuality`` and ``Report`` are the JS enums and the
+    report class.
+    """
 
     Status = PreflightStatus
     Events = PreflightEvent
@@ -391,14 +416,14 @@ class PreflightTest(EventEmitter):
             for sink in remote.sinks:  # JS mutes the echo's audio outputs
                 remote.remove_sink(sink)
         self._status = PreflightStatus.CONNECTED
-        self.emit(PreflightEvent.CONNECTED)
+        self.emit(PreflightEvent.CONNECTED)  # event connected()
 
     def _on_call_sample(self, sample: RTCSample, *_: object) -> None:
         if self._latest_sample is None and self._pc is not None:
             self._candidates_task = self._spawn(self._fetch_candidates(self._pc))
         self._latest_sample = sample
         self._samples.append(sample)
-        self.emit(PreflightEvent.SAMPLE, sample)
+        self.emit(PreflightEvent.SAMPLE, sample)  # event sample(RTCSample)
 
     async def _fetch_candidates(self, pc: Any) -> None:
         try:
@@ -427,7 +452,7 @@ class PreflightTest(EventEmitter):
     def _emit_warning(self, name: str, description: str, rtc_warning: Any = None) -> None:
         warning = PreflightWarning(name=name, description=description, rtc_warning=rtc_warning)
         self._warnings.append(warning)
-        self.emit(PreflightEvent.WARNING, warning)
+        self.emit(PreflightEvent.WARNING, warning)  # event warning(PreflightWarning)
 
     # -- the end ---------------------------------------------------------------------------
     def _end(self, error: BaseException | None) -> None:
@@ -455,7 +480,7 @@ class PreflightTest(EventEmitter):
         self._end_time = _now_ms()
         if self._error is not None:
             self._status = PreflightStatus.FAILED
-            self.emit(PreflightEvent.FAILED, self._error)
+            self.emit(PreflightEvent.FAILED, self._error)  # event failed(error)
             return
         self._status = PreflightStatus.COMPLETED
         self._report = build_report(
@@ -469,7 +494,7 @@ class PreflightTest(EventEmitter):
             start_time=self._start_time,
             end_time=self._end_time,
         )
-        self.emit(PreflightEvent.COMPLETED, self._report)
+        self.emit(PreflightEvent.COMPLETED, self._report)  # event completed(report)
 
     def _cancel_timers(self) -> None:
         for timer in (self._signaling_timer, self._echo_timer):
