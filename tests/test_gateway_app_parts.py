@@ -11,7 +11,7 @@ import pytest
 from softphone.audio_backends import ToneSource
 from softphone.audio_backends.base import SAMPLE_RATE
 from softphone.gateway.app.prompt_player import PromptPlayer
-from softphone.gateway.app.recorder import RECORDING_RATE, Recorder
+from softphone.gateway.app.recorder import RECORDING_RATE, Recorder, write_dial_recording
 from softphone.gateway.app.speech import espeak_voice
 
 pytestmark = pytest.mark.pure
@@ -98,3 +98,20 @@ def test_recorder_stops_at_max_length_and_keeps_nothing_of_silence(tmp_path: Pat
 )
 def test_twiml_voices_map_to_espeak_voices(voice: str, language: str, expected: str) -> None:
     assert espeak_voice(voice, language) == expected
+
+
+def test_dial_recording_mixes_or_keeps_legs_apart_with_their_offsets(tmp_path: Path) -> None:
+    caller, callee = Recorder(60, lambda s: None), Recorder(60, lambda s: None)
+    caller.write(np.full(SAMPLE_RATE, 1000, dtype=np.int16))
+    callee.write(np.full(SAMPLE_RATE // 2, 3000, dtype=np.int16))
+    legs = [(caller, 0), (callee, RECORDING_RATE // 2)]
+    seconds = write_dial_recording(tmp_path / "dual.wav", legs, dual=True)
+    assert seconds == 1.0
+    with wave.open(str(tmp_path / "dual.wav")) as wav:
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert frames[100, 1] == 0 and frames[-100, 1] > 2000  # bob only from his answer on
+    mono = write_dial_recording(tmp_path / "mono.wav", legs, dual=False)
+    with wave.open(str(tmp_path / "mono.wav")) as wav:
+        assert wav.getnchannels() == 1 and mono == 1.0
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    assert 3500 < pcm[-100] < 4500  # both voices in the mix

@@ -478,3 +478,43 @@ async def test_play_urls_media_files_and_digits(
     first_900 = next(i for i, t in enumerate(tones) if abs(t - 900) < 15)
     assert all(abs(t - 600) < 15 for t in tones[: first_900 - 1]), "played out of order"
     assert "".join(digits) == "123"
+
+
+async def test_dial_record_keeps_both_sides_of_the_bridged_call(
+    app_server: AppServer, gateway: Gateway, make_device: Callable[..., Device], tmp_path: Path
+) -> None:
+    def voice(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        dial = Dial(action="/dialed", record="record-from-answer-dual")
+        dial.client("bob")
+        response.append(dial)
+        return str(response)
+
+    app_server.routes["/voice"] = voice
+    app_server.routes["/dialed"] = lambda params: hangup_after()
+    app_server.routes["/status"] = lambda params: 204
+    bob = Listener(make_device("bob", file_input_stream=ToneSource([660.0])))
+    await bob.device.register()
+    alice = make_device("alice", file_input_stream=ToneSource([440.0]))
+    await alice.connect(params={"To": "bob"})
+    bobs = await bob.wait_call()
+    await bobs.wait_for("accept", timeout=15)
+    await bob.recent(2.0)  # two seconds of the bridged call
+    bobs.disconnect()
+    hit = await app_server.wait_for("/dialed")
+    assert hit.params["DialCallStatus"] == "completed"
+    assert 1 <= int(hit.params["RecordingDuration"]) <= 5
+    assert gateway.call_store is not None
+    await gateway.call_store.flush()
+    client = Client(DEV_API_KEY_SID, DEV_SECRET, DEV_ACCOUNT_SID)
+    assert gateway.rest_api is not None
+    client.api.base_url = gateway.rest_api.url
+    recording = await asyncio.to_thread(client.recordings(hit.params["RecordingSid"]).fetch)
+    path = gateway.call_store.recordings_dir / DEV_ACCOUNT_SID / f"{recording.sid}.wav"
+    with wave.open(str(path)) as wav:
+        assert wav.getnchannels() == 2
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    middle = slice(len(frames) // 2 - 4000, len(frames) // 2 + 4000)  # a second mid-call
+    caller, callee = frames[middle, 0].copy(), frames[middle, 1].copy()
+    assert abs(dominant_frequency(caller, 8000) - 440.0) < 15, "channel 1 is not alice"
+    assert abs(dominant_frequency(callee, 8000) - 660.0) < 15, "channel 2 is not bob"

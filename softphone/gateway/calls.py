@@ -692,7 +692,7 @@ class CallRouter:
         if call.caller.pc is not None:
             call.bridge = self.bridge(call.caller.pc, leg.pc)
         log.info("call %s: <Dial> answered by %s", call.sid, leg.conn)
-        call.app.dial_answered(leg.callsid)
+        call.app.dial_answered(leg.callsid, leg.pc)
 
     async def _end_dial(self, call: BridgedCall, status: str, *, skip: Leg | None = None) -> None:
         """The ``<Dial>`` is over: unbridge, end every dialled leg, tell the app ``status``."""

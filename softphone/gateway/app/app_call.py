@@ -33,7 +33,7 @@ from softphone.audio_backends.base import SAMPLE_RATE, Pcm
 from softphone.gateway.accounts import Application
 from softphone.gateway.app.play_audio import PlayError
 from softphone.gateway.app.prompt_player import PromptPlayer
-from softphone.gateway.app.recorder import Recorder
+from softphone.gateway.app.recorder import Recorder, write_dial_recording
 from softphone.gateway.app.services import AppServices, recording_sid
 from softphone.gateway.app.speech import SpeechUnavailable
 from softphone.gateway.app.webhooks import WebhookFailed
@@ -51,6 +51,8 @@ BEEP_S = 0.25
 _BEEP_REF = -1
 """The player ref of ``<Record>``'s beep (the runner's refs are positive)."""
 DTMF_PAUSE_S = 0.5
+MAX_DIAL_RECORDING_S = 4 * 3600
+"""``<Dial record>`` keeps at most the dial's ``timeLimit`` (4 h by default)."""
 
 
 class AppRouter(Protocol):
@@ -119,6 +121,9 @@ class AppCall:
         self._recording_ref: int | None = None
         self._recording_trim = True
         self._dial_ref: int | None = None
+        self._dial_record = "do-not-record"
+        self._dial_legs: list[tuple[Recorder, int]] = []
+        """``<Dial record>``: a recorder per leg and where its audio starts."""
         self._answered_at: float | None = None
         self._started_at = services.clock()
         self._sequence = 0
@@ -224,6 +229,9 @@ class AppCall:
             await self._stop_recording(action.ref)
         elif isinstance(action, actions.Dial):
             self._dial_ref = action.ref
+            self._dial_record = action.record
+            if "ringing" in action.record:
+                self._record_leg(self.leg_pc)
             await self.router.app_dial(self, action.clients, action.caller_id)
         elif isinstance(action, actions.StopDial):
             await self.router.app_stop_dial(self)
@@ -329,16 +337,64 @@ class AppCall:
         self.post(events.RecordingDone(ref=ref, url=url, sid=sid, duration=duration))
 
     # -- dial results (from the router) ------------------------------------------------------
-    def dial_answered(self, call_sid: str) -> None:
-        """A dialled client answered and is bridged."""
-        if self._dial_ref is not None:
-            self.post(events.DialAnswered(ref=self._dial_ref, call_sid=call_sid))
+    def dial_answered(self, call_sid: str, callee_pc: Any = None) -> None:
+        """A dialled client answered and is bridged (``callee_pc``: its leg's media)."""
+        if self._dial_ref is None:
+            return
+        if self._dial_record != "do-not-record":
+            if not self._dial_legs:
+                self._record_leg(self.leg_pc)
+            self._record_leg(callee_pc)
+        self.post(events.DialAnswered(ref=self._dial_ref, call_sid=call_sid))
+
+    def _record_leg(self, pc: Any) -> None:
+        """Start recording what ``pc``'s far end says, aligned with the first leg recorded."""
+        if pc is None:
+            return
+        recorder = Recorder(MAX_DIAL_RECORDING_S, lambda speaking: None)
+        offset = self._dial_legs[0][0].samples if self._dial_legs else 0
+        self._dial_legs.append((recorder, offset))
+        pc.set_remote_sink(recorder)
 
     def dial_over(self, status: str, call_sid: str = "") -> None:
         """Every leg the dial rang has ended; ``status`` is Twilio's ``DialCallStatus``."""
         ref, self._dial_ref = self._dial_ref, None
-        if ref is not None:
+        if ref is None:
+            return
+        legs, self._dial_legs = self._dial_legs, []
+        if self.leg_pc is not None and legs:
+            self.leg_pc.set_remote_sink(None)
+        if not legs:
             self.post(events.DialResult(ref=ref, status=status, call_sid=call_sid))
+            return
+        task = asyncio.ensure_future(self._store_dial_recording(ref, status, call_sid, legs))
+        self._fetches[-ref] = task  # cancelled with the rest if the call's runner ends
+
+    async def _store_dial_recording(
+        self, ref: int, status: str, call_sid: str, legs: list[tuple[Recorder, int]]
+    ) -> None:
+        sid = recording_sid()
+        path = self.services.recordings_folder() / self.settings.account_sid / f"{sid}.wav"
+        dual = self._dial_record.endswith("-dual")
+        duration = await asyncio.to_thread(write_dial_recording, path, legs, dual=dual)
+        self._fetches.pop(-ref, None)
+        result = events.DialResult(ref=ref, status=status, call_sid=call_sid)
+        if duration > 0:
+            self.services.keep_recording(
+                Recording(
+                    sid=sid,
+                    call_sid=self.call_sid,
+                    account_sid=self.settings.account_sid,
+                    path=path,
+                    duration=duration,
+                    created=self.services.clock(),
+                )
+            )
+            url = self.services.recording_url(self.settings.account_sid, sid)
+            result = attrs.evolve(
+                result, recording_url=url, recording_sid=sid, recording_duration=duration
+            )
+        self.post(result)
 
     @property
     def dialing(self) -> bool:

@@ -93,6 +93,11 @@ class Recorder:
         pad = HANGOVER_FRAMES // 3  # keep 100 ms around the speech so it does not sound clipped
         return pcm[max(0, first - pad) * FRAME : min(frames, last + 1 + pad) * FRAME]
 
+    @property
+    def samples(self) -> int:
+        """Samples kept so far (8 kHz)."""
+        return self._kept
+
     def finish(self, path: Path, *, trim: bool) -> float:
         """Stop recording, write the WAV at ``path``; the seconds it holds (0: nothing kept,
         and no file written)."""
@@ -101,12 +106,7 @@ class Recorder:
         self._chunks = []
         if not len(pcm):
             return 0.0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(path), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(RECORDING_RATE)
-            wav.writeframes(pcm.astype("<i2").tobytes())
+        _write_wav(path, pcm.reshape(-1, 1))
         return len(pcm) / RECORDING_RATE
 
     def close(self) -> None:
@@ -114,4 +114,33 @@ class Recorder:
         self._closed = True
 
 
-__all__ = ["RECORDING_RATE", "Recorder"]
+def write_dial_recording(path: Path, legs: list[tuple[Recorder, int]], *, dual: bool) -> float:
+    """``<Dial record>``: each leg's audio from its start ``offset`` (samples), mixed to
+    mono, or one channel per leg when ``dual`` (the caller first); the seconds written."""
+    tracks = []
+    for recorder, offset in legs:
+        recorder.close()
+        tracks.append(
+            np.concatenate([np.zeros(offset, dtype=np.int16), recorder.audio(trim=False)])
+        )
+    length = max((len(t) for t in tracks), default=0)
+    if not length:
+        return 0.0
+    padded = np.stack([np.pad(t, (0, length - len(t))).astype(np.int32) for t in tracks], axis=1)
+    if not dual:
+        padded = np.clip(padded.sum(axis=1, keepdims=True), -32768, 32767)
+    _write_wav(path, padded.astype(np.int16))
+    return length / RECORDING_RATE
+
+
+def _write_wav(path: Path, frames: Pcm) -> None:
+    """``frames`` (samples x channels, int16) as an 8 kHz 16-bit WAV at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(frames.shape[1])
+        wav.setsampwidth(2)
+        wav.setframerate(RECORDING_RATE)
+        wav.writeframes(frames.astype("<i2").tobytes())
+
+
+__all__ = ["RECORDING_RATE", "Recorder", "write_dial_recording"]
