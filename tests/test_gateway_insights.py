@@ -23,6 +23,7 @@ from recorders import eventually
 from twilio.rest import Client
 from websockets.asyncio.client import ClientConnection, connect
 
+from softphone.core.device import Device
 from softphone.gateway.accounts import (
     DEV_ACCOUNT_SID,
     DEV_API_KEY_SID,
@@ -647,3 +648,43 @@ async def test_the_gateway_command_says_where_insights_are(api_gateway: Gateway)
     base = api_gateway.rest_api.url
     [line] = [line for line in _media_summary(api_gateway) if "insights" in line]
     assert f"{base}/v4/EndpointEvents" in line and f"{base}/v1/Voice/<CallSid>/Events" in line
+
+
+async def test_a_calls_insights_outlive_a_gateway_restart(
+    two_accounts: AccountStore, tmp_path: Path, loopback_media: None
+) -> None:
+    """A real Device's events, samples and feedback are in the call store, so the REST
+    API still serves them after the gateway restarted (memory empty)."""
+    config = GatewayConfig(port=0, db_path=tmp_path / "calls.sqlite3")
+    key = two_accounts.keys[0]
+    gw = await Gateway(two_accounts, config).start()
+    try:
+        device = Device(dev_token(two_accounts, "alice"), chunderw=gw.url)
+        call = await device.connect(params={"To": "echo"})
+        await call.wait_for("accept", timeout=15)
+        await call.wait_for("sample", timeout=15)
+        sid = call.parameters["CallSid"]
+        call.disconnect()
+        await call.post_feedback(5, None)
+        await device.destroy()  # flushes what it still has to publish
+
+        async def names(gateway: Gateway, what: str) -> list[str]:
+            status, body = await rest_get(gateway, f"/v1/Voice/{sid}/{what}", key)
+            assert status == 200, body
+            return [json.dumps(item, sort_keys=True) for item in body[what.lower()]]
+
+        await eventually(
+            lambda: bool(gw.rest_api and gw.rest_api.insights and len(gw.rest_api.insights))
+        )
+        before = {what: await names(gw, what) for what in ("Events", "Metrics", "Feedback")}
+    finally:
+        await gw.stop()
+    assert len(before["Events"]) >= 3 and before["Metrics"] and len(before["Feedback"]) == 1
+    again = await Gateway(two_accounts, GatewayConfig(port=0, db_path=config.db_path)).start()
+    try:
+        assert again.rest_api is not None and again.rest_api.insights is not None
+        assert len(again.rest_api.insights) == 0  # nothing in memory: read from the store
+        after = {what: await names(again, what) for what in ("Events", "Metrics", "Feedback")}
+    finally:
+        await again.stop()
+    assert after == before

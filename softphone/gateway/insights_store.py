@@ -45,11 +45,13 @@ __all__ = [
     "CallInsights",
     "InsightsLimits",
     "InsightsRejected",
+    "InsightsSink",
     "InsightsStore",
     "LiveCalls",
     "Poster",
     "StoreResult",
     "StoredItem",
+    "entry_of",
 ]
 
 LEVELS: Final = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
@@ -102,6 +104,18 @@ class Poster:
 
     account_sid: str
     identity: str
+
+
+class InsightsSink(Protocol):
+    """Where kept items are also written (the durable call store), if anywhere."""
+
+    def kept(
+        self, account_sid: str, key: str, items: list[tuple[str, StoredItem]], now: float
+    ) -> None:
+        """``items`` (kind ``event``/``metric``/``feedback``, item) were kept under ``key``."""
+
+    def joined(self, account_sid: str, temp_sid: str, call_sid: str, now: float) -> None:
+        """The temporary id's items now belong to ``call_sid``."""
 
 
 class CallDirectory(Protocol):
@@ -176,8 +190,15 @@ class StoreResult:
 class InsightsStore:
     """Events, samples and feedback per call, bounded (see the module doc)."""
 
-    def __init__(self, directory: CallDirectory, limits: InsightsLimits | None = None) -> None:
+    def __init__(
+        self,
+        directory: CallDirectory,
+        limits: InsightsLimits | None = None,
+        sink: InsightsSink | None = None,
+    ) -> None:
+        """``sink``: where kept items are also written, so they outlive this process."""
         self.directory = directory
+        self.sink = sink
         self.limits = limits or InsightsLimits()
         self._calls: collections.OrderedDict[str, CallInsights] = collections.OrderedDict()
         """Entries, least recently updated first."""
@@ -215,7 +236,7 @@ class InsightsStore:
         temp_sid = self._sid(payload, "temp_call_sid")
         if call_sid is None and temp_sid is None:
             raise InsightsRejected(400, "payload names neither call_sid nor temp_call_sid")
-        entry = self._entry_for(poster, call_sid, temp_sid)
+        entry = self._entry_for(poster, call_sid, temp_sid, now)
         items = [(entry.events, self.limits.max_events_per_call, _compact(event))]
         if event["group"] == FEEDBACK_GROUP:
             record = {
@@ -240,7 +261,7 @@ class InsightsStore:
             raise InsightsRejected(400, "every record must name the same call_sid")
         call_sid = sids.pop()
         assert call_sid is not None
-        entry = self._entry_for(poster, call_sid, None)
+        entry = self._entry_for(poster, call_sid, None, now)
         limit = self.limits.max_samples_per_call
         items = [(entry.samples, limit, _compact(record)) for record in records]
         return self._keep(entry, poster, items, now)
@@ -277,7 +298,7 @@ class InsightsStore:
 
     # -- attribution ---------------------------------------------------------------------
     def _entry_for(
-        self, poster: Poster, call_sid: str | None, temp_sid: str | None
+        self, poster: Poster, call_sid: str | None, temp_sid: str | None, now: float
     ) -> CallInsights:
         """The entry the poster may add to, made if needed; refuses another's call."""
         account = poster.account_sid
@@ -298,7 +319,7 @@ class InsightsStore:
         if entry is None:
             entry = self._open(call_sid, account, call_sid)
         if temp_sid is not None and temp_sid not in entry.temp_sids:
-            self._join(entry, temp_sid)
+            self._join(entry, temp_sid, now)
         return entry
 
     @staticmethod
@@ -311,7 +332,7 @@ class InsightsStore:
         self._calls[key] = entry
         return entry
 
-    def _join(self, entry: CallInsights, temp_sid: str) -> None:
+    def _join(self, entry: CallInsights, temp_sid: str, now: float) -> None:
         """Move the temporary id's entry (same account) into the CallSid's and alias it."""
         early = self._calls.get(temp_sid)
         if early is not None and early is not entry:
@@ -327,6 +348,8 @@ class InsightsStore:
             self._bound_lists(entry)
         entry.temp_sids.add(temp_sid)
         self._aliases[temp_sid] = entry.key
+        if self.sink is not None:
+            self.sink.joined(entry.account_sid, temp_sid, entry.key, now)
 
     def _bound_lists(self, entry: CallInsights) -> None:
         """After a merge: the per-call counts still hold (oldest items dropped)."""
@@ -353,6 +376,7 @@ class InsightsStore:
         now: float,
     ) -> StoreResult:
         stored = dropped = 0
+        kept: list[tuple[str, StoredItem]] = []
         for target, limit, data in items:
             item = StoredItem(now, poster.identity, data)
             cost = _cost(item)
@@ -360,9 +384,12 @@ class InsightsStore:
                 dropped += 1
                 continue
             target.append(item)
+            kept.append((_kind(entry, target), item))
             entry.size += cost
             self.total_bytes += cost
             stored += 1
+        if kept and self.sink is not None:
+            self.sink.kept(entry.account_sid, entry.key, kept, now)
         entry.dropped += dropped
         self._calls.move_to_end(entry.key)
         self._evict(entry.account_sid)
@@ -389,6 +416,29 @@ class InsightsStore:
                 del self._aliases[temp_sid]
         self.total_bytes -= entry.size
         self.evicted += 1
+
+
+def _kind(entry: CallInsights, target: list[StoredItem]) -> str:
+    if target is entry.events:
+        return "event"
+    return "metric" if target is entry.samples else "feedback"
+
+
+def entry_of(
+    account_sid: str, key: str, temp_sids: Iterable[str], items: Iterable[tuple[str, StoredItem]]
+) -> CallInsights | None:
+    """A call's entry rebuilt from durable items (kind, item); None without any."""
+    entry = CallInsights(
+        key=key,
+        account_sid=account_sid,
+        call_sid=key if key.startswith("CA") else None,
+        temp_sids=set(temp_sids),
+    )
+    lists = {"event": entry.events, "metric": entry.samples, "feedback": entry.feedback}
+    for kind, item in items:
+        lists[kind].append(item)
+        entry.size += _cost(item)
+    return entry if entry.size else None
 
 
 def _compact(value: object) -> bytes:

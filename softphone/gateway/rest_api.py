@@ -77,6 +77,7 @@ from softphone.gateway.accounts import AccountStore
 from softphone.gateway.app.app_call import AppSettings
 from softphone.gateway.call_store import AsyncCallStore, CallRecord, CallStore, Page, Recording
 from softphone.gateway.calls import CallPhase, CallRouter
+from softphone.gateway.insights_persist import load_entry
 from softphone.gateway.insights_store import (
     CallInsights,
     InsightsRejected,
@@ -558,30 +559,35 @@ class RestApi:
             {"call": result.key, "stored": result.stored, "dropped": result.dropped}
         )
 
-    def _entry(self, request: web.Request) -> CallInsights | None:
-        """The call's entry if the key's account owns it (the middleware checked the key)."""
+    async def _entry(self, request: web.Request) -> CallInsights | None:
+        """The call's entry if the key's account owns it (the middleware checked the key):
+        from memory while there, else from the call store (after a restart)."""
         assert self.insights is not None
         account_sid = self._credentials_account(request.headers.get("Authorization", ""))
         if account_sid is None:
             return None
-        return self.insights.get(account_sid, request.match_info["call_sid"])
+        sid = request.match_info["call_sid"]
+        entry = self.insights.get(account_sid, sid)
+        if entry is None and self.call_store is not None:
+            entry = await load_entry(self.call_store, account_sid, sid)
+        return entry
 
     async def _get_events(self, request: web.Request) -> web.Response:
-        entry = self._entry(request)
+        entry = await self._entry(request)
         if entry is None:
             return _not_found(request)
         events = [_event_resource(entry, item) for item in entry.events]
         return web.json_response(_page(request, "events", events))
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
-        entry = self._entry(request)
+        entry = await self._entry(request)
         if entry is None:
             return _not_found(request)
         metrics = [_metric_resource(entry, item) for item in entry.samples]
         return web.json_response(_page(request, "metrics", metrics))
 
     async def _get_feedback(self, request: web.Request) -> web.Response:
-        entry = self._entry(request)
+        entry = await self._entry(request)
         if entry is None:
             return _not_found(request)
         feedback = [{**_ids(entry), **item.to_dict()} for item in entry.feedback]

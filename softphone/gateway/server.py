@@ -36,6 +36,7 @@ from softphone.gateway.call_history import CallHistory
 from softphone.gateway.call_store import AsyncCallStore, CallStore, Retention
 from softphone.gateway.calls import CallRouter
 from softphone.gateway.connection import ClientConnection
+from softphone.gateway.insights_persist import StoreSink
 from softphone.gateway.insights_store import InsightsStore, LiveCalls
 from softphone.gateway.leg_media import LegMedia, LegMediaConfig
 from softphone.gateway.limits import Limits
@@ -180,7 +181,10 @@ class Gateway:
                 self.accounts,
                 self.config.traversal,
                 clock=self.config.clock,
-                insights=InsightsStore(LiveCalls(self.calls)),
+                insights=InsightsStore(
+                    LiveCalls(self.calls),
+                    sink=StoreSink(self.call_store) if self.call_store is not None else None,
+                ),
                 calls=self.calls,
                 call_store=self.call_store,
             )
