@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path as FsPath
 
-from benchmarks import abuse, call_store, cpu, insights, monitor, quality, turn
+from benchmarks import abuse, apps, call_store, cpu, insights, monitor, quality, turn
 from benchmarks.harness import Path
 from benchmarks.speech import speech_clip
 from softphone.media.aiortc_hooks import use_host_addresses
@@ -48,6 +48,7 @@ SECTIONS = (
     "insights",
     "monitor",
     "call_store",
+    "apps",
 )
 TARGETS = {
     "pesq_opus": 4.4,
@@ -261,6 +262,10 @@ async def main(argv: list[str] | None = None) -> None:
     if "insights" in sections:
         log("== insights: publishing cost, gateway store throughput and memory ==")
         for line in await insights.run(args.quick, progress=log):
+            print(line, flush=True)
+    if "apps" in sections:
+        log("== apps: TwiML applications (webhook, Say start, Dial ring latency) ==")
+        for line in await apps.run(5 if args.quick else 20):
             print(line, flush=True)
     log(f"done in {time.monotonic() - started:.0f} s")
 
