@@ -6,6 +6,7 @@
     softphone preflight                 one echo call: timings, ICE path, audio, call quality
     softphone calls list | show CA…     the gateway's call history
     softphone media-agent               own calls' media and audio devices for a remote app
+    softphone phone [--call T|--answer] a terminal softphone (interactive, or one scripted call)
 
 Every sub-command has ``--help``.
 """
@@ -23,6 +24,7 @@ from typing import Any
 from softphone.cli_calls import add_calls_parser
 from softphone.cli_common import add_log_level, configure_logging
 from softphone.cli_gateway import add_gateway_parser
+from softphone.phone.cli import add_phone_parser
 from softphone.version import __version__
 
 log = logging.getLogger("softphone.cli")
@@ -300,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_calls_parser(sub)
     _preflight_parser(sub)
     _media_agent_parser(sub)
+    add_phone_parser(sub)
     return parser
 
 
