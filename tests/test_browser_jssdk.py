@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from app_server import AppServer
 from fixtures_turn import Coturn
 from jssdk_browser import (
     BrowserRunner,
@@ -41,13 +42,19 @@ from jssdk_browser import (
     write_tone_wav,
 )
 from recorders import EventLog, eventually
+from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from softphone.audio_backends import MemorySink, ToneSource
 from softphone.audio_backends.analysis import detect_tone
 from softphone.audio_backends.base import SAMPLE_RATE
 from softphone.core.call import Call
 from softphone.core.device import Device
-from softphone.gateway.accounts import DEV_ACCOUNT_SID, AccountStore
+from softphone.gateway.accounts import (
+    DEV_ACCOUNT_SID,
+    DEV_APPLICATION_SID,
+    AccountStore,
+    Application,
+)
 from softphone.gateway.server import Gateway, GatewayConfig
 from softphone.gateway.tls import client_ssl_context, generate_self_signed, server_ssl_context
 
@@ -384,3 +391,53 @@ async def test_relay_only_browser_talks_to_python_through_coturn(
     await eventually(lambda: coturn.peer_usage() != [], timeout=15)  # logged on close
     usage = coturn.peer_usage()[0]
     assert usage.packets_from_peer >= 25 and usage.packets_to_peer >= 25, usage
+
+
+async def test_browser_runs_a_twiml_app_hears_its_say_and_gathers_digits(
+    open_browser: OpenBrowser, tls_gateway: tuple[Gateway, Path], accounts: AccountStore
+) -> None:
+    """The official JS SDK calls a TwiML application on our gateway: it hears the
+    ``<Say>``, its DTMF answers the ``<Gather>``, and the app's ``<Hangup>`` ends it."""
+    app = await AppServer("browser-app-auth-token").start()
+    try:
+        accounts.add_account(
+            DEV_ACCOUNT_SID,
+            [Application(DEV_APPLICATION_SID, f"{app.url}/voice")],
+            auth_token="browser-app-auth-token",
+        )
+
+        def voice(params: dict[str, str]) -> str:
+            response = VoiceResponse()
+            gather = Gather(num_digits=1, action="/menu", timeout=15)
+            gather.say("Welcome. Press two for the browser menu.", loop=3)
+            response.append(gather)
+            return str(response)
+
+        def menu(params: dict[str, str]) -> str:
+            response = VoiceResponse()
+            response.say(f"You chose {params['Digits']}.")
+            response.hangup()
+            return str(response)
+
+        app.routes["/voice"] = voice
+        app.routes["/menu"] = menu
+        runner = await open_browser()
+        index = await runner.call("connect", {"To": "menu", "note": "from a browser"})
+        await runner.wait_event("accept", call=index)
+        first = await app.wait_for("/voice")
+        assert (
+            first.params["From"] == f"client:{BROWSER}" and first.params["note"] == "from a browser"
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while ((await runner.call("stats", index))["inbound"] or {}).get("audioLevel", 0) < 0.01:
+            assert loop.time() < deadline, "the browser never heard the <Say>"
+            await asyncio.sleep(0.1)
+        assert await runner.call("sendDigits", index, "2") is True
+        assert (await app.wait_for("/menu")).params["Digits"] == "2"
+        await runner.wait_event("disconnect", call=index, timeout=20)
+        assert all(hit.valid for hit in app.hits)
+        names = [e["name"] for e in await runner.events() if e["call"] == index]
+        assert "error" not in names
+    finally:
+        await app.stop()
