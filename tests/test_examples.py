@@ -26,6 +26,7 @@ TESTED = {
     "click_to_call",
     "device_switcher",
     "dtmf_menu_client",
+    "ivr_app",
     "media_agent",
     "recording_bot",
 }
@@ -117,3 +118,11 @@ def test_media_agent_runs_the_media_in_another_process(tmp_path: Path) -> None:
     assert [round(hz) for hz in bob_hears] == [700, 1300], out
     (agent_heard,) = numbers(r"agent   recorded bob at \S+: ([\d.]+) Hz", out)
     assert abs(agent_heard - 1900) < 5
+
+
+def test_ivr_app_transfers_to_sales_and_keeps_a_voicemail(tmp_path: Path) -> None:
+    out = run_example("ivr_app", tmp_path)
+    assert "caller  transferred: hears sales at 660 Hz" in out
+    hz = numbers(r"voicemail audio: [0-9.]+ s at ([0-9]+) Hz", out)
+    assert len(hz) == 1 and abs(hz[0] - 440) < 15, out
+    assert "webhooks with a valid signature: all" in out

@@ -518,3 +518,17 @@ async def test_dial_record_keeps_both_sides_of_the_bridged_call(
     caller, callee = frames[middle, 0].copy(), frames[middle, 1].copy()
     assert abs(dominant_frequency(caller, 8000) - 440.0) < 15, "channel 1 is not alice"
     assert abs(dominant_frequency(callee, 8000) - 660.0) < 15, "channel 2 is not bob"
+
+
+async def test_an_oversized_document_is_refused_with_11750_and_the_fallback_runs(
+    app_server: AppServer, make_device: Callable[..., Device]
+) -> None:
+    huge = "<Response>" + "<Pause length='1'/>" * 4000 + "</Response>"  # about 80 kB
+    app_server.routes["/voice"] = lambda params: huge
+    app_server.routes["/fallback"] = lambda params: hangup_after("Sorry.")
+    app_server.routes["/status"] = lambda params: 204
+    alice = make_device("alice")
+    call = await alice.connect(params={"To": "x"})
+    fallback = await app_server.wait_for("/fallback")
+    assert fallback.params["ErrorCode"] == "11750"
+    await eventually(lambda: call.status() == "closed", timeout=20)
