@@ -188,7 +188,7 @@ async def test_dial_client_answered_then_hangup_reports_completed(
     call = await alice.connect(params={"To": "bob"})
     heard = hear(call)
     bobs = await bob.wait_call()
-    await bobs.wait_for("accept", timeout=15)
+    await eventually(lambda: bobs.status() == "open", timeout=15)
     assert bobs.parameters["From"] == "client:alice"
     assert (await recent(heard, 0.5)).std() > 100, "alice does not hear bob"
     assert (await bob.recent(0.5)).std() > 100, "bob does not hear alice"
@@ -396,7 +396,7 @@ async def test_rest_redirect_brings_another_client_into_a_builtin_call(
     call = await alice.connect(params={"To": "client:bob"})
     heard = hear(call)
     bobs = await bob.wait_call()
-    await call.wait_for("accept", timeout=15)
+    await eventually(lambda: call.status() == "open", timeout=15)
     client = rest_client(gateway)
     await asyncio.to_thread(
         client.calls(call.parameters["CallSid"]).update,
@@ -404,7 +404,7 @@ async def test_rest_redirect_brings_another_client_into_a_builtin_call(
     )
     await eventually(lambda: bobs.status() == "closed", timeout=15)
     carols = await carol.wait_call()
-    await carols.wait_for("accept", timeout=15)
+    await eventually(lambda: carols.status() == "open", timeout=15)
     tone = await recent(heard, 0.5)
     assert abs(dominant_frequency(tone) - 880.0) < 20, "alice does not hear carol"
     assert call.status() == "open"
@@ -498,7 +498,7 @@ async def test_dial_record_keeps_both_sides_of_the_bridged_call(
     alice = make_device("alice", file_input_stream=ToneSource([440.0]))
     await alice.connect(params={"To": "bob"})
     bobs = await bob.wait_call()
-    await bobs.wait_for("accept", timeout=15)
+    await eventually(lambda: bobs.status() == "open", timeout=15)
     await bob.recent(2.0)  # two seconds of the bridged call
     bobs.disconnect()
     hit = await app_server.wait_for("/dialed")
@@ -532,3 +532,38 @@ async def test_an_oversized_document_is_refused_with_11750_and_the_fallback_runs
     fallback = await app_server.wait_for("/fallback")
     assert fallback.params["ErrorCode"] == "11750"
     await eventually(lambda: call.status() == "closed", timeout=20)
+
+
+async def test_dial_rings_several_clients_with_caller_id_and_parameters(
+    app_server: AppServer, make_device: Callable[..., Device]
+) -> None:
+    def voice(params: dict[str, str]) -> str:
+        response = VoiceResponse()
+        dial = Dial(action="/dialed", timeout=10, caller_id="+15005550006")
+        client = dial.client("bob")
+        client.parameter(name="ticket", value="T-42")
+        dial.client("carol")
+        response.append(dial)
+        return str(response)
+
+    app_server.routes["/voice"] = voice
+    app_server.routes["/dialed"] = lambda params: hangup_after()
+    app_server.routes["/status"] = lambda params: 204
+    bob = Listener(make_device("bob"), accept=False)
+    carol = Listener(make_device("carol"), accept=False)
+    await bob.device.register()
+    await carol.device.register()
+    alice = make_device("alice")
+    call = await alice.connect(params={"To": "support"})
+    bobs, carols = await bob.wait_call(), await carol.wait_call()
+    assert bobs.parameters["From"] == carols.parameters["From"] == "+15005550006"
+    assert bobs.parameters["CallSid"] == carols.parameters["CallSid"]
+    assert bobs.custom_parameters == {"ticket": "T-42"}
+    carols.accept()
+    await eventually(lambda: bobs.status() == "closed")  # bob's ringing stopped
+    await eventually(lambda: carols.status() == "open", timeout=15)
+    carols.disconnect()
+    hit = await app_server.wait_for("/dialed")
+    assert hit.params["DialCallStatus"] == "completed"
+    assert hit.params["DialCallSid"] == carols.parameters["CallSid"]
+    await eventually(lambda: call.status() == "closed", timeout=15)
