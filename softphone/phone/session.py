@@ -17,6 +17,7 @@ from collections.abc import Callable
 import attrs
 
 from softphone.phone.targets import parse_target
+from softphone.signaling.codes import DECLINE
 
 __all__ = [
     "Accept",
@@ -35,9 +36,6 @@ __all__ = [
     "SendDigits",
     "ToggleMute",
 ]
-
-DECLINE_CODE = 31603
-"""The far end refused the call (``Decline``)."""
 
 DTMF_CHARACTERS = frozenset("0123456789*#")
 
@@ -434,7 +432,7 @@ class PhoneSession:
         """(outcome, who hung up, why it failed) of the call ``record`` that just ended."""
         by = "you" if self._hangup_requested else "the far end"
         if record.reason is not None:
-            if record.direction is Direction.OUTGOING and record.error_code == DECLINE_CODE:
+            if record.direction is Direction.OUTGOING and record.error_code == DECLINE:
                 return Outcome.DECLINED, None, record.reason
             return Outcome.FAILED, None, record.reason
         if record.connected_at is not None:
