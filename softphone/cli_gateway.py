@@ -28,7 +28,10 @@ def add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         description=(
             "Serve the Twilio-compatible signaling protocol on /signal. Our SDK and the "
             "official JS SDK (with the `chunderw` option pointing here) can register and "
-            "call each other through it. TLS is on by default with a self-signed "
+            "call each other through it. Calls run the TwiML application their token names "
+            "(an application with a voice_url in --config gets signed webhooks), else the "
+            "built-in routing (client:NAME, echo). The REST API (Calls, Recordings, Tokens) "
+            "is served on the same port. TLS is on by default with a self-signed "
             "certificate made on first use; browsers must trust it or ignore errors."
         ),
     )
@@ -46,7 +49,9 @@ def add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--home", default="loopback", help="home reported in `connected`")
     p.add_argument(
         "--config",
-        help="accounts JSON file (else SOFTPHONE_API_KEY_* env, else the dev account)",
+        help="accounts JSON file: accounts, API keys, auth tokens and TwiML applications "
+        "(voice_url, voice_fallback_url, status_callback...) (else SOFTPHONE_API_KEY_* env, "
+        "else the dev account)",
     )
     p.add_argument(
         "--allow-public-dev-account",
