@@ -102,6 +102,15 @@ async def speech_starts(heard: MemorySink, after: int = 0, timeout: float = 15.0
     await eventually(spoken, timeout=timeout)
 
 
+def dial_bob(**attributes: object) -> str:
+    """TwiML that dials ``client:bob`` with these ``<Dial>`` attributes."""
+    response = VoiceResponse()
+    dial = Dial(**attributes)
+    dial.client("bob")
+    response.append(dial)
+    return str(response)
+
+
 def hangup_after(text: str = "") -> str:
     """TwiML that says ``text`` (if any) and hangs up."""
     response = VoiceResponse()
@@ -171,14 +180,7 @@ async def test_say_gather_action_say_hangup(
 async def test_dial_client_answered_then_hangup_reports_completed(
     app_server: AppServer, make_device: Callable[..., Device], caplog: pytest.LogCaptureFixture
 ) -> None:
-    def voice(params: dict[str, str]) -> str:
-        response = VoiceResponse()
-        dial = Dial(action="/dialed", timeout=10)
-        dial.client("bob")
-        response.append(dial)
-        return str(response)
-
-    app_server.routes["/voice"] = voice
+    app_server.routes["/voice"] = lambda params: dial_bob(action="/dialed", timeout=10)
     app_server.routes["/dialed"] = lambda params: hangup_after("Thanks. Bye.")
     app_server.routes["/status"] = lambda params: 204
 
@@ -207,14 +209,7 @@ async def test_dial_client_answered_then_hangup_reports_completed(
 async def test_dial_client_busy_and_no_answer(
     app_server: AppServer, make_device: Callable[..., Device], bob_does: str, expected: str
 ) -> None:
-    def voice(params: dict[str, str]) -> str:
-        response = VoiceResponse()
-        dial = Dial(action="/dialed", timeout=2)
-        dial.client("bob")
-        response.append(dial)
-        return str(response)
-
-    app_server.routes["/voice"] = voice
+    app_server.routes["/voice"] = lambda params: dial_bob(action="/dialed", timeout=2)
     app_server.routes["/dialed"] = lambda params: hangup_after()
     app_server.routes["/status"] = lambda params: 204
 
@@ -483,14 +478,9 @@ async def test_play_urls_media_files_and_digits(
 async def test_dial_record_keeps_both_sides_of_the_bridged_call(
     app_server: AppServer, gateway: Gateway, make_device: Callable[..., Device], tmp_path: Path
 ) -> None:
-    def voice(params: dict[str, str]) -> str:
-        response = VoiceResponse()
-        dial = Dial(action="/dialed", record="record-from-answer-dual")
-        dial.client("bob")
-        response.append(dial)
-        return str(response)
-
-    app_server.routes["/voice"] = voice
+    app_server.routes["/voice"] = lambda params: dial_bob(
+        action="/dialed", record="record-from-answer-dual"
+    )
     app_server.routes["/dialed"] = lambda params: hangup_after()
     app_server.routes["/status"] = lambda params: 204
     bob = Listener(make_device("bob", file_input_stream=ToneSource([660.0])))

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
@@ -317,11 +318,18 @@ class AppCall:
             return
         if self.leg_pc is not None:
             self.leg_pc.set_remote_sink(None)
-        sid = recording_sid()
-        folder = self.services.recordings_folder()
-        path = folder / self.settings.account_sid / f"{sid}.wav"
+        sid, path = self._new_recording()
         duration = await asyncio.to_thread(recorder.finish, path, trim=self._recording_trim)
-        url = self.services.recording_url(self.settings.account_sid, sid)
+        url = self._keep_recording(sid, path, duration)
+        self.post(events.RecordingDone(ref=ref, url=url, sid=sid, duration=duration))
+
+    def _new_recording(self) -> tuple[str, Path]:
+        """A new RecordingSid and the file its audio goes to."""
+        sid = recording_sid()
+        return sid, self.services.recordings_folder() / self.settings.account_sid / f"{sid}.wav"
+
+    def _keep_recording(self, sid: str, path: Path, duration: float) -> str:
+        """List a written recording (nothing for an empty one); its ``RecordingUrl``."""
         if duration > 0:
             self.services.keep_recording(
                 Recording(
@@ -334,7 +342,7 @@ class AppCall:
                 )
             )
             log.info("call %s: recording %s (%.1f s) stored", self.call_sid, sid, duration)
-        self.post(events.RecordingDone(ref=ref, url=url, sid=sid, duration=duration))
+        return self.services.recording_url(self.settings.account_sid, sid)
 
     # -- dial results (from the router) ------------------------------------------------------
     def dial_answered(self, call_sid: str, callee_pc: Any = None) -> None:
@@ -373,24 +381,13 @@ class AppCall:
     async def _store_dial_recording(
         self, ref: int, status: str, call_sid: str, legs: list[tuple[Recorder, int]]
     ) -> None:
-        sid = recording_sid()
-        path = self.services.recordings_folder() / self.settings.account_sid / f"{sid}.wav"
+        sid, path = self._new_recording()
         dual = self._dial_record.endswith("-dual")
         duration = await asyncio.to_thread(write_dial_recording, path, legs, dual=dual)
         self._fetches.pop(-ref, None)
+        url = self._keep_recording(sid, path, duration)
         result = events.DialResult(ref=ref, status=status, call_sid=call_sid)
         if duration > 0:
-            self.services.keep_recording(
-                Recording(
-                    sid=sid,
-                    call_sid=self.call_sid,
-                    account_sid=self.settings.account_sid,
-                    path=path,
-                    duration=duration,
-                    created=self.services.clock(),
-                )
-            )
-            url = self.services.recording_url(self.settings.account_sid, sid)
             result = attrs.evolve(
                 result, recording_url=url, recording_sid=sid, recording_duration=duration
             )
