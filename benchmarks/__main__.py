@@ -14,6 +14,9 @@ one (setup, quality) or in two load processes (CPU). Sections:
 * ``abuse``: what hostile or careless clients cost everybody else: heartbeat
   silence under a non-reading client, memory under huge ``dtmf`` frames, how
   media-less calls end, connect latency during a bad-frame flood;
+* ``voice``: WebRTC voice processing on the capture path: ERLE on a simulated
+  echo path and through a PulseAudio speaker-to-microphone loop, near-end
+  PESQ in double talk, noise suppression SNR gain, CPU per call-second;
 * ``turn``: through a real coturn (``turnserver`` from apt): call setup with
   a reachable TURN server (UDP, TCP, TLS) and an unreachable one, with and
   without the ICE gathering bound, and recovery after coturn lost every
@@ -33,7 +36,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path as FsPath
 
-from benchmarks import abuse, apps, call_store, cpu, insights, monitor, quality, turn
+from benchmarks import abuse, apps, call_store, cpu, insights, monitor, quality, turn, voice
 from benchmarks.harness import Path
 from benchmarks.speech import speech_clip
 from softphone.media.aiortc_hooks import use_host_addresses
@@ -49,6 +52,7 @@ SECTIONS = (
     "monitor",
     "call_store",
     "apps",
+    "voice",
 )
 TARGETS = {
     "pesq_opus": 4.4,
@@ -266,6 +270,10 @@ async def main(argv: list[str] | None = None) -> None:
     if "apps" in sections:
         log("== apps: TwiML applications (webhook, Say start, Dial ring latency) ==")
         for line in await apps.run(5 if args.quick else 20):
+            print(line, flush=True)
+    if "voice" in sections:
+        log("== voice: echo cancellation, double talk, noise suppression, CPU; PulseAudio loop ==")
+        for line in await voice.run(args.quick, progress=log):
             print(line, flush=True)
     log(f"done in {time.monotonic() - started:.0f} s")
 

@@ -232,6 +232,14 @@ def _stop_stream(stream: Any) -> None:
         _track_open(-1)
 
 
+def _stream_latency(stream: Any) -> float:
+    """The latency PortAudio reports for an open stream (seconds), 0 if it reports none."""
+    try:
+        return max(0.0, float(stream.latency))
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+
+
 def _track_open(delta: int) -> None:
     global _open_streams
     with _open_lock:
@@ -274,6 +282,7 @@ class PortAudioSource:
             latency=latency,
             callback=self._callback,
         )
+        self._device_latency_s = _stream_latency(self._stream)
 
     def _callback(self, indata: Any, frames: int, _time: Any, status: Any) -> None:
         if status:
@@ -295,6 +304,12 @@ class PortAudioSource:
         """Captured samples not yet read."""
         with self._lock:
             return len(self._fifo)
+
+    @property
+    def capture_delay_s(self) -> float:
+        """How long ago the next sample ``read`` returns was captured: the samples
+        queued ahead of it plus the device's input latency (for echo cancellation)."""
+        return self.buffered_samples / SAMPLE_RATE + self._device_latency_s
 
     def read(self, samples: int) -> Pcm:
         """The oldest ``samples`` captured samples, zero-padded if the card is behind."""
@@ -362,12 +377,22 @@ class PortAudioSink:
             latency=latency,
             callback=self._callback,
         )
+        self._device_latency_s = _stream_latency(self._stream)
 
     @property
     def buffered_samples(self) -> int:
         """Samples queued for playout (at the device's rate)."""
         with self._lock:
             return len(self._fifo)
+
+    @property
+    def playout_delay_s(self) -> float:
+        """How long until a sample written now is heard: the queue ahead of it (at
+        least the playout margin while waiting for it) plus the device's output
+        latency. The echo canceller lines its reference up with this."""
+        with self._lock:
+            queued = len(self._fifo) if self._playing else max(len(self._fifo), self._prebuffer)
+        return queued / self._rate + self._device_latency_s
 
     def write(self, pcm: Pcm) -> None:
         """Queue ``pcm`` for playout; never blocks on the device."""

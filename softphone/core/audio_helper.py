@@ -11,7 +11,12 @@ The JS AudioHelper (device-and-call-api.md §3-4) over the plugin manager:
   switching the device mid-call swaps the active call's source in place;
 * outputs: ``speaker_devices`` and ``ringtone_devices`` collections; the call's
   remote audio and the sounds are mixed per device;
-* processors (``add_processor``) and the ``inputVolume`` meter (JS scale).
+* processors (``add_processor``) and the ``inputVolume`` meter (JS scale);
+* voice processing (:mod:`softphone.core.voice_processor`): WebRTC's echo
+  cancellation, noise suppression and gain control on the microphone, first in
+  the local chain, switched by the ``echoCancellation``, ``noiseSuppression``
+  and ``autoGainControl`` constraints, with what the output mixers play as
+  the echo reference.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from softphone.core.errors import (
 from softphone.core.events import EventEmitter, Listener
 from softphone.core.output_devices import OutputDeviceCollection
 from softphone.core.output_mixer import OutputMixer
+from softphone.core.voice_processor import VOICE_PROCESSING_PLUGIN, VoiceProcessing
 from softphone.plugins.markers import hookimpl
 from softphone.plugins.types import AudioProcessor, is_remote_source
 
@@ -157,6 +163,8 @@ class AudioHelper(EventEmitter):
         self._remove_plugin_listener = self._plugins.add_device_change_listener(
             self._on_plugin_device_change
         )
+        self._voice = VoiceProcessing()
+        self._plugins.register(self._voice, name=VOICE_PROCESSING_PLUGIN)
 
     @property
     def _plugins(self) -> SoftphonePluginManager:
@@ -217,8 +225,22 @@ class AudioHelper(EventEmitter):
 
     @property
     def local_processed_stream(self) -> AudioSource | None:
-        """The selected input after the local processors, None without processors."""
-        return self._selected.processed if self._selected is not None else None
+        """The selected input after the local processors, None without processors.
+
+        The built-in voice processing alone does not count (a browser's
+        ``processedStream`` is null without an ``AudioProcessor`` too).
+        """
+        processed = self._selected.processed if self._selected is not None else None
+        return None if processed is not None and self._is_voice_stream(processed) else processed
+
+    def _is_voice_stream(self, stream: AudioSource) -> bool:
+        return any(stream is s for s in self._voice.streams)
+
+    @property
+    def voice_processing(self) -> VoiceProcessing:
+        """The built-in voice processing: its far-end reference and the inputs it
+        processes (``streams``, each with its ``settings`` and ``active``)."""
+        return self._voice
 
     processed_stream = local_processed_stream
 
@@ -401,9 +423,13 @@ class AudioHelper(EventEmitter):
         except Exception as exc:
             raise UserMediaErrors.AcquisitionFailedError(str(exc), exc) from exc
 
-    async def _process(self, raw: AudioSource, owns_raw: bool) -> ProcessedInput:
+    async def _process(
+        self, raw: AudioSource, owns_raw: bool, constraints: Mapping[str, Any]
+    ) -> ProcessedInput:
         stream = ProcessedInput(raw, owns_raw=owns_raw, on_read=self._meter)
-        processors = self._plugins.audio_processors(is_remote=False)
+        audio = constraints.get("audio")
+        self._voice.bind(raw, audio if isinstance(audio, Mapping) else None)
+        processors = self._local_processors()
         if processors:
             try:
                 await stream.set_processors(processors)
@@ -450,7 +476,7 @@ class AudioHelper(EventEmitter):
         raw = await self._acquire(requested, None)
         if is_remote_source(raw):
             return raw
-        stream = await self._process(raw, owns_raw=True)
+        stream = await self._process(raw, owns_raw=True, constraints=requested)
         self._call_inputs.add(stream)
         return stream
 
@@ -477,12 +503,13 @@ class AudioHelper(EventEmitter):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._input_change = done
         try:
-            raw = await self._acquire(self._constraints(device_id), device_id)
+            constraints = self._constraints(device_id)
+            raw = await self._acquire(constraints, device_id)
             if is_remote_source(raw):
                 new_remote: AudioSource | None = raw
                 new_local: ProcessedInput | None = None
             else:
-                new_remote, new_local = None, await self._process(raw, owns_raw=True)
+                new_remote, new_local = None, await self._process(raw, True, constraints)
             self._release_selected()
             self._selected, self._selected_remote = new_local, new_remote
             self._input_device = info
@@ -530,16 +557,27 @@ class AudioHelper(EventEmitter):
 
     async def set_audio_constraints(self, constraints: Mapping[str, Any]) -> None:
         """Use ``constraints`` (JS ``MediaTrackConstraints``, ``deviceId`` ignored) for
-        every acquisition; re-acquires the selected input with them."""
-        self._audio_constraints = {
-            k: v for k, v in dict(constraints).items() if k not in ("deviceId", "device_id")
-        }
-        if self._input_device is not None:
-            await self.set_input_device(self._input_device.device_id, force=True)
+        every acquisition, and for the inputs in use now.
+
+        The voice processing switches (``echoCancellation``, ``noiseSuppression``,
+        ``autoGainControl``, camelCase or snake_case) apply at once to every input
+        in use, during a call too, without touching the call. As in JS, the
+        selected input is then re-acquired with the new constraints (the active
+        call switches to it in place).
+        """
+        await self._change_constraints(
+            {k: v for k, v in dict(constraints).items() if k not in ("deviceId", "device_id")}
+        )
 
     async def unset_audio_constraints(self) -> None:
-        """Forget the constraints; re-acquires the selected input without them."""
-        self._audio_constraints = None
+        """Forget the constraints: inputs in use go back to their defaults (voice
+        processing on for real microphones, off for virtual inputs); the selected
+        input is re-acquired without them."""
+        await self._change_constraints(None)
+
+    async def _change_constraints(self, constraints: dict[str, Any] | None) -> None:
+        self._audio_constraints = constraints
+        self._voice.reconfigure(constraints)
         if self._input_device is not None:
             await self.set_input_device(self._input_device.device_id, force=True)
 
@@ -578,10 +616,20 @@ class AudioHelper(EventEmitter):
         if is_remote:
             self._remote_version += 1
             return
-        processors = self._plugins.audio_processors(is_remote=False)
+        processors = self._local_processors()
         for stream in [self._selected, *self._call_inputs]:
             if stream is not None and not stream.closed:
                 await stream.set_processors(processors)
+
+    def _local_processors(self) -> list[AudioProcessor]:
+        """The local chain, microphone first: the built-in voice processing (unless
+        blocked), the plugins' processors, then the app's ``add_processor`` one."""
+        found = self._plugins.audio_processors(is_remote=False)
+        app = self._app_processors.get(False)
+        first = [p for p in found if p is self._voice]
+        last = [p for p in found if app is not None and p is app.processor]
+        middle = [p for p in found if not any(p is q for q in (*first, *last))]
+        return [*first, *middle, *last]
 
     def _remote_processors(self) -> tuple[int, list[AudioProcessor]]:
         return self._remote_version, self._plugins.audio_processors(is_remote=True)
@@ -605,6 +653,7 @@ class AudioHelper(EventEmitter):
         mixer = self._mixers.get(id(sink))
         if mixer is None or mixer.sink is not sink or mixer.closed:
             mixer = OutputMixer(sink)
+            mixer.taps.append(self._voice.output_tap())  # what is played: the echo reference
             self._mixers[id(sink)] = mixer
         return mixer
 
@@ -700,6 +749,7 @@ class AudioHelper(EventEmitter):
         """Release inputs, outputs and mixers and drop listeners (``device.destroy()``)."""
         self._destroyed = True
         self._remove_plugin_listener()
+        self._voice.close()
         for task in (self._poll_task, self._volume_task, self._refresh_task):
             if task is not None:
                 task.cancel()

@@ -11,17 +11,30 @@ into the same input interleave their frames (each then plays at half speed,
 with a phase jump at every frame boundary) instead of being summed. The
 helper therefore gives every producer (each sound playback, each call) its own
 route and input, and keeps one mixer, hence one clock, per sink.
+
+Because the mixer produces exactly what the sink plays, it is also where the
+echo canceller's reference comes from: every frame written to the sink is
+handed to the mixer's ``taps`` with the time it will be heard (now plus the
+sink's playout delay, :class:`~softphone.plugins.types.PlayoutTiming`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 
 import numpy as np
 
 from softphone.audio_backends.base import FRAME_MS, FRAME_SAMPLES, AudioSink, Pcm
 from softphone.audio_backends.pipe import PcmPipe
+from softphone.plugins.types import playout_delay_s
+
+log = logging.getLogger("softphone.audio")
+
+PlayTap = Callable[[Pcm, float], None]
+"""Told of each frame the mixer writes and the loop time at which it will be heard."""
 
 IDLE_STOP_FRAMES = 25
 """Stop the clock after this many frames (0.5 s) with no input audio."""
@@ -73,6 +86,8 @@ class OutputMixer:
         self._inputs: list[MixerInput] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.taps: list[PlayTap] = []
+        """Called with every frame written to the sink and when it will be heard."""
 
     @property
     def closed(self) -> bool:
@@ -133,9 +148,24 @@ class OutputMixer:
                 idle += 1
             else:
                 idle = 0
-                self.sink.write(frame)
+                self.play(frame, loop.time())
             tick += 1
             await asyncio.sleep(max(0.0, start + tick * FRAME_MS / 1000 - loop.time()))
+
+    def play(self, frame: Pcm, now: float) -> None:
+        """Write ``frame`` to the sink at loop time ``now`` and tell the taps when it is heard.
+
+        The delay is read before the write: the frame is heard after what is
+        queued ahead of it. A failing tap is detached (the sink keeps playing).
+        """
+        heard_at = now + playout_delay_s(self.sink) if self.taps else now
+        self.sink.write(frame)
+        for tap in list(self.taps):
+            try:
+                tap(frame, heard_at)
+            except Exception:
+                log.exception("output tap %r failed; detaching it", tap)
+                self.taps.remove(tap)
 
     def close(self) -> None:
         """Stop the clock for good and drop the inputs."""
@@ -145,3 +175,4 @@ class OutputMixer:
         for handle in list(self._inputs):
             handle.closed = True
         self._inputs.clear()
+        self.taps.clear()

@@ -92,8 +92,15 @@ def softphone_audio_processor(is_remote: bool) -> AudioProcessor | None:
     """A processor for the local input (``is_remote=False``) or the remote audio.
 
     Like the JS ``audio.addProcessor(processor, isRemote)``, but contributed by
-    a plugin. Processors of all plugins are chained, plugins first, then the one
-    the app added with ``device.audio.add_processor``.
+    a plugin. The local chain runs from the microphone: first the built-in
+    voice processing (WebRTC echo cancellation, noise suppression and gain
+    control, plugin name ``softphone.voice_processing``, ``trylast``), then
+    the plugins' processors, then the one the app added with
+    ``device.audio.add_processor``. A plugin's processor thus gets the
+    echo-cancelled microphone; to replace the built-in instead, block it
+    before the call: ``device.plugins.set_blocked("softphone.voice_processing")``
+    (its far-end reference stays available as
+    ``device.audio.voice_processing.far_end``).
     """
 
 

@@ -11,7 +11,16 @@ from typing import Any, Protocol, runtime_checkable
 
 from softphone.audio_backends.base import AudioSink, AudioSource, Pcm
 
-__all__ = ["AudioProcessor", "PeerConnectionLike", "RemoteSource", "is_remote_source"]
+__all__ = [
+    "AudioProcessor",
+    "CaptureTiming",
+    "PeerConnectionLike",
+    "PlayoutTiming",
+    "RemoteSource",
+    "capture_delay_s",
+    "is_remote_source",
+    "playout_delay_s",
+]
 
 
 @runtime_checkable
@@ -32,6 +41,53 @@ class AudioProcessor(Protocol):
     def destroy_processed_stream(self, stream: AudioSource) -> Awaitable[None] | None:
         """Release what :meth:`create_processed_stream` set up for ``stream``."""
         ...
+
+
+@runtime_checkable
+class CaptureTiming(Protocol):
+    """A source that captures from real hardware and says how late its audio is read.
+
+    Implementing it marks the source as a microphone: voice processing (echo
+    cancellation, noise suppression, gain control) is on for it by default,
+    as browsers do for ``getUserMedia``, and the echo canceller uses the
+    delay to line the microphone up with what the speakers played.
+    ``PortAudioSource`` implements it; virtual inputs (files, tones, memory
+    pipes) do not.
+    """
+
+    @property
+    def capture_delay_s(self) -> float:
+        """How long ago the first sample the next ``read`` returns was captured."""
+        ...
+
+
+@runtime_checkable
+class PlayoutTiming(Protocol):
+    """A sink that plays on real hardware and says how late what is written now is heard.
+
+    The echo canceller's reference is what the output mixer writes, placed at
+    the time it is heard: the write time plus this delay (queued audio plus
+    the device's own latency). A sink without it counts as heard at once.
+    """
+
+    @property
+    def playout_delay_s(self) -> float:
+        """How long until a sample written now comes out of the speaker."""
+        ...
+
+
+def capture_delay_s(source: object) -> float:
+    """``source.capture_delay_s`` for a :class:`CaptureTiming` source, else 0."""
+    if isinstance(source, CaptureTiming):
+        return float(source.capture_delay_s)
+    return 0.0
+
+
+def playout_delay_s(sink: object) -> float:
+    """``sink.playout_delay_s`` for a :class:`PlayoutTiming` sink, else 0."""
+    if isinstance(sink, PlayoutTiming):
+        return float(sink.playout_delay_s)
+    return 0.0
 
 
 @runtime_checkable
