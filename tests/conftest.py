@@ -6,6 +6,7 @@ Media fixtures (loopback ICE host addresses) live in ``fixtures_media.py``.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ from softphone.gateway.tls import generate_self_signed
 from softphone.gateway.tokens import mint_token
 
 pytest_plugins = ["fixtures_media", "fixtures_turn", "pure_guard"]
+
+# A Device left without audio options uses the machine's sound card, as a browser does;
+# tests must not open a developer's microphone and speakers, so none does unless it
+# asks (tests/test_real_devices_default.py). Subprocesses inherit this.
+os.environ.setdefault("SOFTPHONE_REAL_DEVICES", "0")
 
 TokenFactory = Callable[..., str]
 

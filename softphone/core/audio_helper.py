@@ -43,6 +43,7 @@ from softphone.core.events import EventEmitter, Listener
 from softphone.core.output_devices import OutputDeviceCollection
 from softphone.core.output_mixer import OutputMixer
 from softphone.core.voice_processor import VOICE_PROCESSING_PLUGIN, VoiceProcessing
+from softphone.plugins.default_devices import default_speaker, wants_real_devices, why_unlisted
 from softphone.plugins.markers import hookimpl
 from softphone.plugins.types import AudioProcessor, is_remote_source
 
@@ -155,6 +156,8 @@ class AudioHelper(EventEmitter):
         self._poll_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[Any] | None = None
         self._destroyed = False
+        self._card_speaker: AudioSink | None = None
+        self._card_checked = False
         self.on_device_change: Callable[[list[MediaDeviceInfo]], None] | None = None
         """Told of each device-list change with the lost active devices (the Device
         publishes ``audio/device-change``); unlike a listener it starts no polling."""
@@ -494,7 +497,7 @@ class AudioHelper(EventEmitter):
         await self.refresh_devices()
         info = self._inputs.get(device_id)
         if info is None:
-            raise InvalidArgumentError(f"Device not found: {device_id}")
+            raise InvalidArgumentError(f"Device not found: {device_id}{why_unlisted(device_id)}")
         if not force and self._input_device == info and self.input_stream is not None:
             return
         previous = self._input_change
@@ -636,13 +639,22 @@ class AudioHelper(EventEmitter):
 
     # -- outputs -----------------------------------------------------------------------
     def _default_speaker(self) -> AudioSink | None:
+        """The ``speaker`` option, else the sound card's speaker (``real_devices``)."""
         sink: AudioSink | None = self._device.options.speaker
-        return sink
+        return sink if sink is not None else self._sound_card_speaker()
 
     def _default_ringer(self) -> AudioSink | None:
-        options = self._device.options
-        sink: AudioSink | None = options.ringer if options.ringer is not None else options.speaker
-        return sink
+        sink: AudioSink | None = self._device.options.ringer
+        return sink if sink is not None else self._default_speaker()
+
+    def _sound_card_speaker(self) -> AudioSink | None:
+        """The default speaker through PortAudio, opened on first use and kept (the
+        speaker and ringtone share it: one clock)."""
+        if self._card_speaker is None and not self._card_checked and not self._destroyed:
+            self._card_checked = True
+            if wants_real_devices(self._device.options):
+                self._card_speaker = default_speaker()
+        return self._card_speaker
 
     def _mixer(self, sink: AudioSink) -> OutputMixer:
         """The mixer of ``sink``, shared by every route and collection that plays there.
@@ -768,6 +780,9 @@ class AudioHelper(EventEmitter):
         for sink, _ in self._open_outputs.values():
             sink.close()
         self._open_outputs.clear()
+        if self._card_speaker is not None:
+            self._card_speaker.close()
+            self._card_speaker = None
         self.remove_all_listeners()
 
 

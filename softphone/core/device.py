@@ -200,7 +200,11 @@ class Device(EventEmitter):
         with a ``TwilioError`` (53000, the cause in its message).
     ``speaker`` [None]
         An ``AudioSink`` for call audio and sounds when no speaker device is selected
-        (default: discard).
+        (default: the sound card's speaker, see ``real_devices``, else discard).
+    ``real_devices`` [None]
+        The ``default`` input and output are the machine's default microphone and
+        speaker through PortAudio (as a browser's); False: silence and discard. None:
+        on, unless the environment says ``SOFTPHONE_REAL_DEVICES=0``.
     ``ringer`` [None]
         An ``AudioSink`` for the ringtone (default: ``speaker``).
     ``get_user_media`` [None]

@@ -223,8 +223,14 @@ class DeviceOptions:
     """``fn() -> str`` making the ``KX...`` ids of ``call.send_message``."""
 
     # Python-only.
+    real_devices: bool | None = None
+    """Whether the ``default`` input and output are the machine's default microphone and
+    speaker (through PortAudio, as a browser's ``getUserMedia`` would) when nothing else
+    is chosen. None: yes, unless the environment says ``SOFTPHONE_REAL_DEVICES=0``.
+    Without PortAudio (or with False) calls send silence and their audio is discarded."""
     speaker: Any = None
-    """An AudioSink for remote call audio and sounds (default: discard)."""
+    """An AudioSink for remote call audio and sounds (default: the speaker when
+    ``real_devices``, else discard)."""
     ringer: Any = None
     """An AudioSink for the ringtone (default: the speaker)."""
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_validate_ssl_context)

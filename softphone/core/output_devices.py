@@ -19,6 +19,7 @@ import numpy as np
 from softphone.audio_backends.base import FRAME_SAMPLES, AudioSink, Pcm
 from softphone.audio_backends.devices import AUDIO_OUTPUT, MediaDeviceInfo
 from softphone.core.errors import InvalidArgumentError, InvalidStateError, NotSupportedError
+from softphone.plugins.default_devices import why_unlisted
 
 if TYPE_CHECKING:
     from softphone.core.audio_streams import OutputRoute
@@ -102,7 +103,8 @@ class OutputDeviceCollection:
         available = await self._helper.refresh_devices()
         missing = [i for i in ids if i not in available and i != "default"]
         if missing:
-            raise InvalidArgumentError(f"Devices not found: {', '.join(missing)}")
+            reasons = "".join(dict.fromkeys(why_unlisted(i) for i in missing))
+            raise InvalidArgumentError(f"Devices not found: {', '.join(missing)}{reasons}")
         opened: dict[str, AudioSink] = {}
         try:
             for device_id in ids:

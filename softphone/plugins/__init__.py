@@ -16,7 +16,6 @@ entry-point group; an app registers one with ``device.plugins.register(obj)``.
 """
 
 from softphone.plugins.backends import (
-    DefaultDevices,
     FileBackend,
     MemoryBackend,
     NullBackend,
@@ -24,6 +23,7 @@ from softphone.plugins.backends import (
     ToneBackend,
     VirtualBackend,
 )
+from softphone.plugins.default_devices import DefaultDevices
 from softphone.plugins.manager import (
     AUTOLOAD_ENV,
     SoftphonePluginManager,

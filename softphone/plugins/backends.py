@@ -33,7 +33,6 @@ from softphone.audio_backends.views import BorrowedSink, BorrowedSource
 from softphone.plugins.markers import hookimpl
 
 __all__ = [
-    "DefaultDevices",
     "FileBackend",
     "MemoryBackend",
     "NullBackend",
@@ -210,36 +209,6 @@ class NullBackend(VirtualBackend):
         super().__init__("null", on_change)
         self.add_input_device("silence", lambda _c: NullSource(), "Silence")
         self.add_output_device("discard", NullSink, "Discard")
-
-
-class DefaultDevices:
-    """The ``default`` input and output, the last resort of every acquisition.
-
-    With nothing configured, calls send silence and the default output discards:
-    an SDK must not grab a microphone the app did not ask for. Plugins answer
-    the default before this (pluggy ``trylast``).
-    """
-
-    @hookimpl(trylast=True)
-    def softphone_enumerate_devices(self) -> list[MediaDeviceInfo]:
-        """``default`` of each kind."""
-        return [
-            MediaDeviceInfo("default", AUDIO_INPUT, "Default", "default"),
-            MediaDeviceInfo("default", AUDIO_OUTPUT, "Default", "default"),
-        ]
-
-    @hookimpl(trylast=True)
-    def softphone_get_user_media(self, device_id: str | None) -> AudioSource | None:
-        """Silence for the default input."""
-        if device_id not in (None, "default"):
-            return None
-        log.info("no audio input configured: the call sends silence")
-        return NullSource()
-
-    @hookimpl(trylast=True)
-    def softphone_get_output_sink(self, device_id: str) -> AudioSink | None:
-        """A discarding sink for the default output."""
-        return NullSink() if device_id == "default" else None
 
 
 class PortAudioBackend:

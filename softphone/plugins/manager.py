@@ -36,13 +36,13 @@ from softphone.audio_backends.devices import (
 )
 from softphone.plugins import hookspecs
 from softphone.plugins.backends import (
-    DefaultDevices,
     FileBackend,
     MemoryBackend,
     NullBackend,
     PortAudioBackend,
     ToneBackend,
 )
+from softphone.plugins.default_devices import DefaultDevices
 from softphone.plugins.markers import ENTRY_POINT_GROUP, PROJECT_NAME
 from softphone.plugins.overrides import (
     EnumerateDevicesOverride,
@@ -133,7 +133,7 @@ class SoftphonePluginManager(pluggy.PluginManager):
         if builtins:
             from softphone.plugins.webrtc import AiortcPeerConnections
 
-            self.register(DefaultDevices(), name="softphone.default")
+            self.register(DefaultDevices(self._options_provider), name="softphone.default")
             self.register(AiortcPeerConnections(), name="softphone.aiortc")
             self.register(self.portaudio, name="softphone.portaudio")
             for backend in (self.null, self.file, self.memory, self.tone):
