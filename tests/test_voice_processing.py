@@ -324,11 +324,15 @@ def test_without_the_binding_one_warning_names_the_extra(
     with pytest.raises(VoiceUnavailableError, match="softphone\\[voice\\]"):
         WebRtcApm(ALL_ON)
     voice = VoiceProcessing(clock=lambda: 0.0)
-    with caplog.at_level(logging.WARNING, logger="softphone.audio.voice"):
+    with (
+        caplog.at_level(logging.WARNING, logger="softphone.audio.voice"),
+        pytest.warns(voice_processor.VoiceProcessingWarning) as shown,
+    ):
         streams: list[VoiceProcessedStream] = [
             voice.create_processed_stream(Mic()) for _ in range(3)
         ]
         voice.reconfigure({"echoCancellation": True})
+    assert len(shown) == 1 and INSTALL_HINT in str(shown[0].message)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert INSTALL_HINT in warnings[0].getMessage()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -60,6 +61,10 @@ AudioConstraints = Mapping[str, Any] | bool | None
 _warned_unavailable = False
 
 
+class VoiceProcessingWarning(UserWarning):
+    """Voice processing was asked for and cannot run (the message says what to install)."""
+
+
 def _loop_time() -> float:
     """The event loop's clock (the output mixers' clock), or the same monotonic clock."""
     try:
@@ -84,14 +89,16 @@ def _warn_unavailable(error: VoiceUnavailableError, settings: VoiceSettings) -> 
         )
         if on
     ]
-    log.warning(
-        "%s requested for the microphone, but WebRTC audio processing is not available "
-        "(%s). Install it with: %s. Until then the microphone is sent unprocessed, and "
-        "the far end may hear its own voice back from your speakers.",
-        ", ".join(parts).capitalize(),
-        error.__cause__ or error,
-        INSTALL_HINT,
+    message = (
+        f"{', '.join(parts).capitalize()} requested for the microphone, but WebRTC audio "
+        f"processing is not available ({error.__cause__ or error}). Install it with: "
+        f"{INSTALL_HINT}. Until then the microphone is sent unprocessed, and the far end "
+        "may hear its own voice back from your speakers."
     )
+    log.warning(message)
+    # Also a Python warning: shown whatever the logging setup, whose default level (as
+    # JS logLevel "error") hides the log line.
+    warnings.warn(message, VoiceProcessingWarning, stacklevel=2)
 
 
 class VoiceProcessedStream:
