@@ -55,15 +55,15 @@ class PhoneApp(App[int]):
 
     TITLE = "softphone phone"
     CSS = """
-    #main { height: 1fr; }
-    #call { width: 2fr; padding: 0 1; border: round $primary; }
-    #side { width: 1fr; padding: 0 1; border: round $secondary; }
+    #main { height: auto; max-height: 70%; }
+    #call { width: 2fr; height: auto; padding: 0 1; border: round $primary; }
+    #side { width: 1fr; height: auto; padding: 0 1; border: round $secondary; }
     #headline { text-style: bold; height: 2; }
     #incoming-buttons, #call-buttons { height: auto; }
     #meters, #warnings, #digits { height: auto; margin-top: 1; }
     #warnings { color: $warning; }
-    #call-log { height: 8; border: round $secondary; }
-    #timeline { height: 8; border: round $secondary; }
+    #call-log { height: 1fr; min-height: 3; border: round $secondary; }
+    #timeline { height: 1fr; min-height: 3; border: round $secondary; }
     #keys { height: 1; background: $panel; }
     .hidden { display: none; }
     """
