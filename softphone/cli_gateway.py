@@ -65,6 +65,7 @@ def add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_media_options(p)
     _add_limit_options(p)
     _add_store_options(p)
+    _add_cluster_options(p)
     add_log_level(p)
     p.set_defaults(func=_run_gateway)
 
@@ -137,6 +138,33 @@ def _add_media_options(p: argparse.ArgumentParser) -> None:
         help="gateway legs also gather relay candidates on the --turn servers (a gateway "
         "behind a NAT it cannot map)",
     )
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("cluster (several gateways sharing presence and calls)")
+    group.add_argument(
+        "--redis",
+        metavar="URL",
+        help="join the gateways sharing this Redis (redis://host:6379/0): a device "
+        "registered on any of them can be called from all (needs softphone[redis])",
+    )
+    group.add_argument(
+        "--gateway-id",
+        metavar="ID",
+        help="this gateway's id in the cluster (default: EDGE-<random>)",
+    )
+
+
+def _cluster_check(args: argparse.Namespace) -> None:
+    """``--redis`` without the ``redis`` package fails before anything binds."""
+    if args.redis is None:
+        return
+    try:
+        import redis.asyncio  # noqa: F401
+    except ImportError:
+        raise CliError("--redis needs the redis package: pip install 'softphone[redis]'") from None
+    if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise CliError(f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}")
 
 
 def _add_store_options(p: argparse.ArgumentParser) -> None:
@@ -330,6 +358,7 @@ def _gateway_config(args: argparse.Namespace, ssl_context: Any) -> Any:
         raise CliError("--heartbeat-interval and --idle-timeout must be positive")
     media, traversal = _media_configs(args)
     db_path, retention = _store_config(args)
+    _cluster_check(args)
     return GatewayConfig(
         host=args.host,
         port=args.port,
@@ -348,6 +377,8 @@ def _gateway_config(args: argparse.Namespace, ssl_context: Any) -> Any:
         allow_public_dev_account=args.allow_public_dev_account,
         db_path=db_path,
         retention=retention,
+        redis_url=args.redis,
+        gateway_id=args.gateway_id,
     )
 
 

@@ -29,7 +29,7 @@ import enum
 import itertools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 import attrs
@@ -139,6 +139,10 @@ BridgeFactory = Callable[[PeerConnection, PeerConnection], media_bridge.Bridge]
 """Joins the media of two answered legs (:func:`~softphone.gateway.media_bridge.bridge`)."""
 EchoFactory = Callable[[PeerConnection], media_bridge.Bridge]
 """Plays a leg's audio back to it (:func:`~softphone.gateway.media_bridge.echo`)."""
+RemoteTargets = Callable[[str, str, str], Awaitable[list[CallClient]]]
+"""(account, identity, the caller's SDP offer) -> stand-ins for that identity's
+registrations on other gateways of a cluster (:mod:`softphone.gateway.cluster`), rung
+like local devices (the offer tells them which codec the caller's leg will carry)."""
 
 
 @attrs.define(eq=False)
@@ -275,6 +279,8 @@ class CallRouter:
         """Where calls are recorded durably (the gateway's call store), if anywhere."""
         self.apps = apps or AppServices()
         """Shared by the calls that run a TwiML application."""
+        self.remote_targets: RemoteTargets | None = None
+        """Set by a clustered gateway: ``client:NAME`` also rings NAME's other gateways."""
 
     # -- dispatch ----------------------------------------------------------------------
     async def on_message(self, conn: CallClient, message: Message) -> None:
@@ -488,9 +494,23 @@ class CallRouter:
         if call.caller.pc is not None and call.phase is CallPhase.ANSWERED:
             call.bridge = self.echo(call.caller.pc)
 
-    async def _dial_client(self, call: BridgedCall, identity: str) -> None:
+    async def _dial_client(
+        self,
+        call: BridgedCall,
+        identity: str,
+        *,
+        parameters: dict[str, str] | None = None,
+        remote: bool = True,
+    ) -> None:
+        """Ring ``identity``'s devices: this gateway's and (``remote``) the cluster's.
+
+        ``parameters``: the callee ``invite`` parameters decided by another gateway
+        (a relayed call keeps its CallSid, From and custom parameters).
+        """
         # presence holds the connections the gateway registered: clients of this router
         registered = cast(list[CallClient], self.presence.connections(call.account_sid, identity))
+        if remote and self.remote_targets is not None:
+            registered += await self.remote_targets(call.account_sid, identity, call.offer_sdp)
         targets = [c for c in registered if c is not call.caller.conn]
         if not targets:
             await self._end(
@@ -502,18 +522,19 @@ class CallRouter:
                 },
             )
             return
-        child_sid = call_sid()
-        parameters = {
-            "AccountSid": call.account_sid,
-            "ApiVersion": "2010-04-01",
-            "CallSid": child_sid,
-            "From": f"client:{call.caller.identity}",
-            "To": f"client:{identity}",
-        }
-        if call.custom_params:
-            parameters["Params"] = encode_params_for_client(call.custom_params)
+        if parameters is None:
+            parameters = {
+                "AccountSid": call.account_sid,
+                "ApiVersion": "2010-04-01",
+                "CallSid": call_sid(),
+                "From": f"client:{call.caller.identity}",
+                "To": f"client:{identity}",
+            }
+            if call.custom_params:
+                parameters["Params"] = encode_params_for_client(call.custom_params)
+        child_sid = parameters["CallSid"]
         for conn in targets:
-            if conn.token is None:
+            if conn.account_sid is None:  # its token was refused since it registered
                 continue
             leg = Leg.of(conn, child_sid, "callee")
             pc = self._leg_pc(leg)
@@ -562,6 +583,36 @@ class CallRouter:
         call.ring_timer = asyncio.get_running_loop().call_later(
             self.ring_timeout_s, lambda: self._spawn(self._ring_timeout(call))
         )
+
+    async def ring_relayed(
+        self,
+        caller: CallClient,
+        *,
+        link: str,
+        identity: str,
+        offer_sdp: str,
+        parameters: dict[str, str],
+    ) -> None:
+        """Another gateway's caller (``caller``, its stand-in) rings ``identity`` here.
+
+        The call runs as if ``caller`` had sent an ``invite`` for ``client:NAME``, but
+        only this gateway's devices ring (no loop through the cluster) and they get the
+        ``parameters`` the caller's gateway chose. ``offer_sdp`` is that gateway's offer
+        for the media leg between the two; ``link`` is the id its frames carry here.
+        """
+        leg = Leg.of(caller, call_sid(), "caller", temp_sid=link)
+        call = BridgedCall(
+            sid=leg.callsid,
+            caller=leg,
+            to=f"client:{identity}",
+            custom_params={},
+            account_sid=leg.account_sid,
+            offer_sdp=offer_sdp,
+        )
+        self.calls.append(call)
+        self._index(call, leg, link, leg.callsid)
+        log.info("call %s relayed from %s to client:%s", call.sid, caller, identity)
+        await self._dial_client(call, identity, parameters=parameters, remote=False)
 
     async def _ring_timeout(self, call: BridgedCall) -> None:
         if call.phase is CallPhase.RINGING:
@@ -1431,4 +1482,5 @@ __all__ = [
     "EchoFactory",
     "Error",
     "Leg",
+    "RemoteTargets",
 ]

@@ -5,11 +5,12 @@ customers may both have a ``bob``), so every entry is keyed by the account sid
 too: a client can only ever reach identities of its own account. An identity
 may have several devices (several connections); an incoming call rings all of
 them. Connections are opaque keys (the gateway uses its connection objects).
+A clustered gateway watches :attr:`Presence.on_change` to publish its addresses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 Address = tuple[str, str]
 """``(account sid, identity)``: where a client can be reached."""
@@ -20,10 +21,17 @@ class Presence:
 
     def __init__(self) -> None:
         self._by_address: dict[Address, dict[Hashable, None]] = {}
+        self.on_change: Callable[[Address, bool], None] | None = None
+        """Called with (address, True) when an address gets its first connection and
+        (address, False) when it loses its last one."""
 
     def register(self, account_sid: str, identity: str, connection: Hashable) -> None:
         """Mark ``connection`` as registered for ``identity`` of ``account_sid`` (idempotent)."""
-        self._by_address.setdefault((account_sid, identity), {})[connection] = None
+        address = (account_sid, identity)
+        first = address not in self._by_address
+        self._by_address.setdefault(address, {})[connection] = None
+        if first and self.on_change is not None:
+            self.on_change(address, True)
 
     def unregister(self, account_sid: str, identity: str, connection: Hashable) -> bool:
         """Remove ``connection`` from that identity; True if it was registered."""
@@ -34,6 +42,8 @@ class Presence:
         del connections[connection]
         if not connections:
             del self._by_address[address]
+            if self.on_change is not None:
+                self.on_change(address, False)
         return True
 
     def connections(self, account_sid: str, identity: str) -> list[Hashable]:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 from websockets.asyncio.server import Server, ServerConnection
@@ -72,6 +73,9 @@ from softphone.signaling.messages import (
 )
 from softphone.signaling.params import reconnect_timeout_seconds
 
+if TYPE_CHECKING:
+    from softphone.gateway.cluster.node import ClusterNode
+
 log = logging.getLogger("softphone.gateway")
 
 RETRY_AFTER_S = 5
@@ -119,6 +123,14 @@ class GatewayConfig:
     """The durable call store's file (the call history survives restarts); None: no store."""
     retention: Retention = attrs.field(factory=Retention)
     """How much call history the store keeps."""
+    redis_url: str | None = None
+    """Join the cluster of gateways sharing this Redis (``redis://host:port/db``):
+    presence is shared and calls reach devices registered on the other gateways.
+    None: a gateway on its own (needs the ``redis`` package when set)."""
+    gateway_id: str | None = None
+    """This gateway's id in the cluster; None: ``<edge>-<random>``."""
+    cluster_ttl_s: float = 30.0
+    """How long this gateway's presence entries count in Redis without a refresh."""
 
 
 class Gateway:
@@ -152,6 +164,8 @@ class Gateway:
         """The REST API once started (``api_port`` set)."""
         self.call_store: AsyncCallStore | None = None
         """The durable call store once started (``db_path`` set)."""
+        self.cluster: ClusterNode | None = None
+        """This gateway's cluster membership once started (``redis_url`` set)."""
         log_throttle.install()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -167,6 +181,8 @@ class Gateway:
             self.accounts,
             allow_public_secret=self.config.allow_public_dev_account,
         )
+        if self.config.redis_url is not None:  # a missing redis package fails before binding
+            self.cluster = self._cluster_node(self.config.redis_url)
         if self.config.db_path is not None:  # a bad file fails before anything binds
             store = await AsyncCallStore.open(self.config.db_path, retention=self.config.retention)
             await store.run(
@@ -201,6 +217,8 @@ class Gateway:
         )
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         log.info("gateway edge %s listening on %s", self.config.edge, self.url)
+        if self.cluster is not None:  # Redis unreachable is retried in the background
+            await self.cluster.start()
         if self.rest_api is not None:
             tls = self.config.ssl_context is not None
             self.rest_api.served_at(self.config.host, self.port, tls=tls)
@@ -218,9 +236,27 @@ class Gateway:
             )
         return self
 
+    def _cluster_node(self, url: str) -> ClusterNode:
+        """This gateway's membership of the cluster sharing the Redis at ``url`` (not yet
+        started). ImportError with the install hint when the ``redis`` package is missing."""
+        from softphone.gateway.cluster.node import ClusterNode, new_gateway_id
+
+        return ClusterNode(
+            url,
+            self.config.gateway_id or new_gateway_id(self.config.edge),
+            self.calls,
+            self.presence,
+            edge=self.config.edge,
+            region=self.config.region,
+            ttl_s=self.config.cluster_ttl_s,
+        )
+
     async def stop(self) -> None:
         """End every call, close every socket and stop listening."""
         await self.calls.shutdown()
+        if self.cluster is not None:  # after the calls: their hangups reach the far side
+            await self.cluster.stop()
+            self.cluster = None
         if self.rest_api is not None:
             await self.rest_api.stop()
             self.rest_api = None
