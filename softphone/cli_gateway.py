@@ -151,8 +151,21 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--gateway-id",
         metavar="ID",
-        help="this gateway's id in the cluster (default: EDGE-<random>)",
+        help="this gateway's id in the cluster (default: EDGE-<random>; with --workers, "
+        "worker i is ID-w<i>, ID defaulting to EDGE)",
     )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N gateway processes sharing --port (SO_REUSEPORT: the kernel spreads "
+        "connections among them) and --redis, so one machine uses all its cores; needs "
+        "--redis and a fixed --port, not --api-port. Each worker keeps its own call store, "
+        "calls-w<i>.sqlite3 beside --db (SQLite wants one writer), or none with --no-db "
+        "(default %(default)s)",
+    )
+    p.set_defaults(reuse_port=False)  # set for the workers of --workers N only
 
 
 def _cluster_check(args: argparse.Namespace) -> None:
@@ -379,7 +392,76 @@ def _gateway_config(args: argparse.Namespace, ssl_context: Any) -> Any:
         retention=retention,
         redis_url=args.redis,
         gateway_id=args.gateway_id,
+        reuse_port=args.reuse_port,
     )
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """What ``--workers N`` (N > 1) needs, checked before anything starts."""
+    if args.workers < 1:
+        raise CliError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers == 1:
+        return
+    if args.redis is None:
+        raise CliError(
+            "--workers needs --redis: the workers share presence and calls through Redis "
+            "(a device on one worker is called from another)"
+        )
+    if args.port == 0:
+        raise CliError("--workers needs a fixed --port (0 would give each worker its own port)")
+    if args.api_port is not None:
+        raise CliError("--workers cannot serve --api-port (the REST API is on --port already)")
+
+
+def worker_namespace(
+    args: argparse.Namespace, plan: Any, tls: tuple[Path, Path] | None
+) -> argparse.Namespace:
+    """The command line of one worker of ``--workers N``: a single gateway process with
+    the worker's id and call store, the certificate the supervisor settled on (made once,
+    not by N racing processes), listening with SO_REUSEPORT."""
+    worker = argparse.Namespace(**vars(args))
+    worker.workers = 1
+    worker.gateway_id = plan.gateway_id
+    worker.db = None if plan.db_path is None else str(plan.db_path)
+    worker.no_db = plan.db_path is None
+    worker.reuse_port = True
+    if tls is not None:
+        worker.cert, worker.key = (str(path) for path in tls)
+    return worker
+
+
+def _worker_main(args: argparse.Namespace) -> None:
+    """A worker process of ``--workers N`` (spawned: a fresh interpreter)."""
+    from softphone.gateway.workers import detach_from_terminal_signals
+
+    detach_from_terminal_signals()
+    raise SystemExit(_run_gateway(args))
+
+
+def _run_workers(args: argparse.Namespace, config: Any, tls: tuple[Path, Path] | None) -> int:
+    """Run ``--workers N`` gateway processes until they all stop; 1 when one failed."""
+    import multiprocessing
+
+    from softphone.gateway.cluster.node import redacted
+    from softphone.gateway.workers import plan, supervise
+
+    plans = plan(args.workers, args.gateway_id or args.edge, config.db_path)
+    spawn = multiprocessing.get_context("spawn")
+    scheme = "wss" if config.ssl_context is not None else "ws"
+    print(
+        f"softphone gateway {__version__}: {args.workers} workers on "
+        f"{scheme}://{args.host}:{args.port}/signal (SO_REUSEPORT), sharing Redis "
+        f"{redacted(args.redis)}; stop with Ctrl-C",
+        flush=True,
+    )
+
+    def make(worker_plan: Any) -> Any:
+        worker = worker_namespace(args, worker_plan, tls)
+        return spawn.Process(
+            target=_worker_main, args=(worker,), name=f"gateway-w{worker_plan.index}"
+        )
+
+    return supervise(plans, make, lambda line: print(line, flush=True))
 
 
 def _run_gateway(args: argparse.Namespace) -> int:
@@ -391,6 +473,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
 
     configure_logging(args.log_level)
     cert: Path | None = None
+    key: Path | None = None
     try:
         accounts = load(args.config)
         exposed = exposure.check(
@@ -400,6 +483,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
         if not args.no_tls:
             cert, key = _tls_paths(args)
             ssl_context = _server_context(cert, key)
+        check_workers(args)
         config = _gateway_config(args, ssl_context)
     except (ValueError, CliError) as exc:
         print(f"softphone gateway: {exc}", file=sys.stderr)
@@ -411,6 +495,8 @@ def _run_gateway(args: argparse.Namespace) -> int:
             "and place calls",
             file=sys.stderr,
         )
+    if args.workers > 1:
+        return _run_workers(args, config, (cert, key) if cert and key else None)
 
     async def serve() -> None:
         leg_media = LegMedia(config.media, config.traversal)

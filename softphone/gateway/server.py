@@ -131,6 +131,9 @@ class GatewayConfig:
     """This gateway's id in the cluster; None: ``<edge>-<random>``."""
     cluster_ttl_s: float = 30.0
     """How long this gateway's presence entries count in Redis without a refresh."""
+    reuse_port: bool = False
+    """Listen with ``SO_REUSEPORT``: several worker processes share the port (the kernel
+    spreads connections among them); only with ``redis_url``, so they share presence."""
 
 
 class Gateway:
@@ -214,6 +217,7 @@ class Gateway:
             process_request=self._check_path,
             max_size=limits.max_frame_bytes or None,
             close_timeout=limits.close_timeout_s,
+            reuse_port=self.config.reuse_port,
         )
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
         log.info("gateway edge %s listening on %s", self.config.edge, self.url)

@@ -114,11 +114,14 @@ async def serve_shared(
     max_size: int | None = None,
     close_timeout: float | None = 10.0,
     open_timeout: float = OPEN_TIMEOUT_S,
+    reuse_port: bool = False,
 ) -> Server:
     """Serve WebSocket signaling on ``/signal`` and ``http()``'s protocol elsewhere.
 
     ``http`` None: every path goes to websockets (whose ``process_request`` answers
-    the paths it does not serve). Returns websockets' :class:`Server` (``close()``,
+    the paths it does not serve). ``reuse_port``: bind with ``SO_REUSEPORT``, so several
+    processes (``softphone gateway --workers N``) listen on the same port and the kernel
+    spreads new connections among them. Returns websockets' :class:`Server` (``close()``,
     ``wait_closed()``, ``sockets`` as usual); it owns the listening socket.
     """
 
@@ -163,6 +166,7 @@ async def serve_shared(
             port,
             ssl=ssl_context,
             ssl_handshake_timeout=open_timeout if ssl_context is not None else None,
+            reuse_port=reuse_port or None,
         )
 
     server = Server(listen, run)
