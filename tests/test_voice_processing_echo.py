@@ -248,6 +248,10 @@ async def _call(alice: Device, bob: Listener, audio: dict[str, Any] | None = Non
     return call
 
 
+@pytest.mark.quarantine(
+    reason="1 of 2 quiet CI runs (2026-11-30): the canceller stayed at 1.1 dB after 7 s of "
+    "far-end speech; run with -m quarantine while the cause is found"
+)
 async def test_constraints_switch_voice_processing_mid_call(make_device: DeviceFactory) -> None:
     room = Room(EchoPath(0.04, 10.0, room_ir(length_s=0.12)))
     bob = await _bob_talks(make_device)
