@@ -21,6 +21,10 @@ one (setup, quality) or in two load processes (CPU). Sections:
   a reachable TURN server (UDP, TCP, TLS) and an unreachable one, with and
   without the ICE gathering bound, and recovery after coturn lost every
   allocation (ICE restart).
+* ``scale`` (needs ``redis-server``): ``softphone gateway`` processes sharing
+  Redis: 10,000 registered idle devices over 2 gateways (rate, memory per
+  device, Redis memory), calls set up from one gateway to another, bridged
+  calls kept in real time with ``--workers 1`` and ``--workers 2``.
 
 ``--quick`` runs a subset in about a minute; ``--sections`` picks sections.
 """
@@ -36,7 +40,18 @@ import time
 from collections.abc import Iterable
 from pathlib import Path as FsPath
 
-from benchmarks import abuse, apps, call_store, cpu, insights, monitor, quality, turn, voice
+from benchmarks import (
+    abuse,
+    apps,
+    call_store,
+    cpu,
+    insights,
+    monitor,
+    quality,
+    scale,
+    turn,
+    voice,
+)
 from benchmarks.harness import Path
 from benchmarks.speech import speech_clip
 from softphone.media.aiortc_hooks import use_host_addresses
@@ -53,6 +68,7 @@ SECTIONS = (
     "call_store",
     "apps",
     "voice",
+    "scale",
 )
 TARGETS = {
     "pesq_opus": 4.4,
@@ -69,6 +85,11 @@ def log(message: str) -> None:
 
 def ms(seconds: float | None) -> str:
     return "   n/a" if seconds is None else f"{seconds * 1000:6.1f}"
+
+
+def report_line(line: str) -> None:
+    """One line of the report on stdout, at once (a long section shows its tables as it goes)."""
+    print(line, flush=True)
 
 
 def table(title: str, header: str, rows: Iterable[str]) -> None:
@@ -275,6 +296,9 @@ async def main(argv: list[str] | None = None) -> None:
         log("== voice: echo cancellation, double talk, noise suppression, CPU; PulseAudio loop ==")
         for line in await voice.run(args.quick, progress=log):
             print(line, flush=True)
+    if "scale" in sections:
+        log("== scale: gateways on Redis: idle devices, calls across gateways, --workers ==")
+        await scale.run("quick" if args.quick else "full", progress=log, emit=report_line)
     log(f"done in {time.monotonic() - started:.0f} s")
 
 

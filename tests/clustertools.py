@@ -140,3 +140,64 @@ async def device_on(make_token: Callable[..., str]) -> AsyncIterator[DeviceOn]:
     yield factory
     for device in devices:
         await device.destroy()
+
+
+class FailoverProxy:
+    """A TCP address in front of several gateways: each connection goes to the first
+    one that accepts it, as a load balancer with health checks (or a DNS name shared by
+    the edges) would send a reconnecting client to an edge that is still up."""
+
+    def __init__(self, targets: list[int]) -> None:
+        self.targets = targets
+        """Gateway ports on 127.0.0.1, in order of preference."""
+        self.port = _free_port()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/signal"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    def drop(self) -> None:
+        """Cut every connection through the proxy (a network blip: clients reconnect)."""
+        for writer in list(self._clients):
+            writer.transport.abort()
+        self._clients.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
+        for port in self.targets:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            for task in (
+                asyncio.create_task(self._pipe(reader, up_writer)),
+                asyncio.create_task(self._pipe(up_reader, writer)),
+            ):
+                self._pipes.add(task)
+                task.add_done_callback(self._pipes.discard)
+            return
+        writer.close()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()

@@ -25,7 +25,10 @@ tests/browser``) is missing, or when no network namespace can be made; CI sets
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 import pytest
 from app_server import AppServer
+from clustertools import REDIS_SERVER, TTL_S, FailoverProxy, RedisServer
 from fixtures_turn import Coturn
 from jssdk_browser import (
     BrowserRunner,
@@ -44,6 +48,7 @@ from jssdk_browser import (
 from recorders import EventLog, eventually
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from benchmarks.wire import free_port
 from softphone.audio_backends import MemorySink, ToneSource
 from softphone.audio_backends.analysis import detect_tone
 from softphone.audio_backends.base import SAMPLE_RATE
@@ -441,3 +446,113 @@ async def test_browser_runs_a_twiml_app_hears_its_say_and_gathers_digits(
         assert "error" not in names
     finally:
         await app.stop()
+
+
+# ------------------------------------------------------------- a gateway dies mid-call
+
+
+@pytest.fixture
+async def tls_cluster(
+    netns: str, accounts: AccountStore, loopback_media: None, tmp_path: Path
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], Gateway, FailoverProxy, Path, RedisServer]]:
+    """Gateway A (a ``softphone gateway`` process, killable), gateway B (here), both over
+    ``wss`` with one certificate and sharing a redis-server, and one address in front of
+    both (A while it is up, then B), all inside the test's namespace."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    cert, key = tmp_path / "cluster-cert.pem", tmp_path / "cluster-key.pem"
+    generate_self_signed(cert, key, hosts=("127.0.0.1", "localhost"))
+    redis = RedisServer()
+    await redis.start()
+    gw_b = Gateway(
+        accounts,
+        GatewayConfig(
+            port=0,
+            ssl_context=server_ssl_context(cert, key),
+            heartbeat_interval_s=1.0,
+            redis_url=redis.url,
+            gateway_id="gw-b",
+            cluster_ttl_s=TTL_S,
+        ),
+    )
+    await gw_b.start()
+    port_a = free_port()
+    with open(tmp_path / "gw-a.log", "wb") as log:
+        gw_a = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "softphone.cli", "gateway", "--port", str(port_a)),
+                *("--cert", str(cert), "--key", str(key), "--no-db", "--redis", redis.url),
+                *("--gateway-id", "gw-a", "--heartbeat-interval", "1"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    proxy = FailoverProxy([port_a, gw_b.port])
+    try:
+        for _ in range(500):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port_a)
+            except OSError:
+                assert gw_a.poll() is None, (tmp_path / "gw-a.log").read_text()
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        await proxy.start()
+        yield gw_a, gw_b, proxy, cert, redis
+    finally:
+        await proxy.stop()
+        if gw_a.poll() is None:
+            gw_a.kill()
+        gw_a.wait()
+        await gw_b.stop()
+        await redis.stop()
+        await redis.client.aclose()
+
+
+async def test_browser_call_survives_its_gateway_being_killed(
+    open_browser: OpenBrowser,
+    tls_cluster: tuple[subprocess.Popen[bytes], Gateway, FailoverProxy, Path, RedisServer],
+    make_token: TokenFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="softphone.gateway")
+    gw_a, gw_b, proxy, cert, redis = tls_cluster
+    bob = Device(
+        make_token(PYTHON),
+        chunderw=gw_b.host_port,
+        ssl_context=client_ssl_context(str(cert)),
+        file_input_stream=ToneSource([PYTHON_HZ]),
+    )
+    try:
+        answerer = PythonAnswerer(bob)
+        await bob.register()
+        await redis.wait_presence(DEV_ACCOUNT_SID, PYTHON, "gw-b")
+        runner = await open_browser(
+            chunderw=f"127.0.0.1:{proxy.port}", maxCallSignalingTimeoutMs=30_000
+        )
+        index = await runner.call("connect", {"To": f"client:{PYTHON}"})
+        await runner.wait_event("accept", call=index)
+        python_call = await answerer.wait_call()
+        await eventually(lambda: python_call.status() == "open")
+        await _hears(answerer.heard, BROWSER_HZ, PYTHON_HZ)
+        await _browser_receives_python_audio(runner, index)
+
+        gw_a.kill()  # the browser's gateway dies with its sockets and media
+        await runner.wait_event("reconnecting", call=index, timeout=20)
+        await runner.wait_event("reconnected", call=index, timeout=40)
+        assert python_call.status() == "open"
+        # gw-b took the browser's leg over; Chrome's ICE restart got a new DTLS session
+        heard_before = answerer.heard.samples_written
+        await eventually(lambda: answerer.heard.samples_written > heard_before + SAMPLE_RATE)
+        await _hears(answerer.heard, BROWSER_HZ, PYTHON_HZ)
+        await _browser_receives_python_audio(runner, index)
+        assert "client:alice took over its caller leg here" in caplog.text
+        assert "new media session for the caller leg" in caplog.text
+
+        log = EventLog(python_call, "disconnect", "error")
+        assert await runner.call("disconnect", index) == "closed"
+        await log.wait_for("disconnect")
+        assert log.count("error") == 0
+    finally:
+        await bob.destroy()

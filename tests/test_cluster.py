@@ -20,7 +20,14 @@ from softphone.audio_backends import MemorySink, ToneSource
 from softphone.audio_backends.analysis import dominant_frequency
 from softphone.core.call import Call
 from softphone.core.device import Device
-from softphone.gateway.accounts import AccountStore
+from softphone.gateway.accounts import (
+    DEV_ACCOUNT_SID,
+    DEV_APPLICATION_SID,
+    AccountStore,
+    Application,
+)
+from softphone.gateway.app.app_call import AppSettings
+from softphone.gateway.cluster.remote_client import RemoteClient
 from softphone.gateway.server import Gateway, GatewayConfig
 
 __all__ = ["cluster", "device_on", "redis_server"]  # fixtures, used by name
@@ -285,3 +292,38 @@ async def test_gateway_starts_and_works_alone_while_redis_is_unreachable(
         assert _near(await recent(bob.heard, 0.6), ALICE_HZ)
         call.disconnect()
     await nowhere.client.aclose()
+
+
+async def test_rest_call_and_twiml_dial_ring_devices_on_the_other_gateway(
+    cluster: Cluster, device_on: DeviceOn, redis_server: RedisServer
+) -> None:
+    gw_a, gw_b = cluster
+    alice = Listener(device_on(gw_b, "alice", file_input_stream=ToneSource([ALICE_HZ])))
+    bob = Listener(device_on(gw_b, "bob", file_input_stream=ToneSource([BOB_HZ])))
+    for listener in (alice, bob):
+        await listener.device.register()
+    for name in ("alice", "bob"):
+        await redis_server.wait_presence(DEV_ACCOUNT_SID, name, "gw-b")
+    # gateway A places a REST call to alice whose TwiML dials bob: both live on B
+    settings = AppSettings(
+        account_sid=DEV_ACCOUNT_SID, auth_token="", application=Application(DEV_APPLICATION_SID)
+    )
+    twiml = "<Response><Dial><Client>bob</Client></Dial></Response>"
+    placed = await gw_a.calls.create_call(
+        DEV_ACCOUNT_SID, to="client:alice", from_="+15550100", settings=settings, twiml=twiml
+    )
+    alice_call = await alice.wait_call()
+    assert alice_call.parameters["From"] == "+15550100"
+    bob_call = await bob.wait_call()
+    await eventually(lambda: bob_call.status() == "open" and alice_call.status() == "open")
+    assert bob_call.parameters["CallSid"] == placed.child_sid
+    assert _near(await recent(bob.heard, 0.6), ALICE_HZ)
+    assert _near(await recent(alice.heard, 0.6), BOB_HZ)
+    # on A, both legs are links to B
+    assert isinstance(placed.caller.conn, RemoteClient)
+    assert placed.connected is not None and isinstance(placed.connected.conn, RemoteClient)
+
+    bob_log = EventLog(bob_call, "disconnect")
+    alice_call.disconnect()
+    await bob_log.wait_for("disconnect", timeout=10)
+    await eventually(lambda: not gw_a.calls.calls and not gw_b.calls.calls)

@@ -6,11 +6,13 @@ import pytest
 
 from softphone.gateway.cluster import directory, envelope
 from softphone.gateway.cluster.link_sdp import only_codec
+from softphone.gateway.cluster.relayed_client import RelayedClient
 from softphone.gateway.cluster.remote_client import RemoteClient
 from softphone.gateway.presence import Presence
 from softphone.media.sdp import parse_audio_codecs
 from softphone.signaling.codes import DECLINE, TEMPORARILY_UNAVAILABLE
 from softphone.signaling.messages import (
+    S2C,
     Ack,
     Answer,
     CallMessage,
@@ -19,6 +21,8 @@ from softphone.signaling.messages import (
     Invite,
     Reject,
     Ringing,
+    decode,
+    encode,
 )
 
 pytestmark = pytest.mark.pure
@@ -73,6 +77,11 @@ def test_ring_and_events_round_trip() -> None:
         '"sdp":"x","parameters":[]}',
         '{"v":1,"type":"ring","link":"L","sender":"g","account_sid":"A","identity":"b",'
         '"sdp":"x","parameters":{},"evil":1}',
+        '{"v":1,"type":"attach","link":"L","sender":"g","callsid":"CA","token":7,'
+        '"account_sid":"A","identity":"b","hold_s":3}',
+        '{"v":1,"type":"attach","link":"L","sender":"g","callsid":"CA","token":"t",'
+        '"account_sid":"A","identity":"b","hold_s":"long"}',
+        '{"v":1,"type":"relay","link":"L","sender":"g","frame":{"type":"hangup"}}',
     ],
 )
 def test_foreign_frames_are_refused(text: str) -> None:
@@ -127,7 +136,52 @@ def test_link_events_become_client_frames() -> None:
     )
 
 
-# -- the stand-in client -----------------------------------------------------------------
+def test_attach_and_relay_round_trip() -> None:
+    attach = envelope.Attach(
+        link="RL1",
+        sender="gw-b",
+        callsid="CA1",
+        token="RTx",
+        account_sid="AC1",
+        identity="alice",
+        hold_s=30.0,
+    )
+    assert envelope.decode(envelope.encode(attach)) == attach
+    relay = envelope.Relay(link="RL1", sender="gw-a", frame=encode(Hangup(callsid="CA1")))
+    assert envelope.decode(envelope.encode(relay)) == relay
+    closed = envelope.Relay(link="RL1", sender="gw-b")  # the client's socket closed
+    assert envelope.decode(envelope.encode(closed)) == closed
+
+
+def test_leg_records_keep_a_digest_of_the_token_not_the_token() -> None:
+    digest = directory.token_digest("RTsecret")
+    assert len(digest) == 64 and "RTsecret" not in digest
+    assert digest == directory.token_digest("RTsecret") != directory.token_digest("RTother")
+    assert directory.leg_key("CA1") != directory.link_key("CA1", "gw-a")
+
+
+# -- the stand-in clients ----------------------------------------------------------------
+def test_relayed_client_sends_every_frame_to_the_gateway_it_is_on() -> None:
+    sent: list[tuple[str, envelope.Envelope]] = []
+    client = RelayedClient(
+        link="RL1",
+        own_gateway="gw-a",
+        peer_gateway="gw-b",
+        account_sid="AC1",
+        identity="alice",
+        publish=lambda gateway, item: sent.append((gateway, item)),
+        reconnect_timeout_s=30.0,
+    )
+    assert client.id < 0 and client.token is None and client.reconnect_timeout_s == 30.0
+    answer = Answer(callsid="CA1", reconnect="RTnew")
+    assert client.send(answer)
+    ((gateway, relay),) = sent
+    assert gateway == "gw-b" and isinstance(relay, envelope.Relay) and relay.frame is not None
+    assert decode(relay.frame, S2C) == answer  # verbatim, for the client's socket
+    client.closed = True
+    assert not client.send(Hangup(callsid="CA1")) and len(sent) == 1
+
+
 def test_remote_client_rings_once_then_relays_until_final() -> None:
     sent: list[tuple[str, envelope.Envelope]] = []
     client = RemoteClient(

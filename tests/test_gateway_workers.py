@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from calltools import Listener, recent
-from clustertools import RedisServer, redis_server
+from clustertools import FailoverProxy, RedisServer, redis_server
 from recorders import EventLog, eventually
 
 from benchmarks.wire import free_port
@@ -89,13 +89,14 @@ class GatewayProcess:
         return {m[3]: int(m[2]) for m in found if m}
 
     async def kill(self) -> None:
+        # the workers first: they hold the supervisor's output pipes open
+        for pid in self.workers().values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
-        for pid in self.workers().values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         for reader in self._readers:
             reader.cancel()
 
@@ -327,3 +328,56 @@ def testcheck_workers_refuses_what_workers_cannot_do(argv: list[str], message: s
 def test_one_worker_needs_nothing_more() -> None:
     check_workers(_args("--port", "0"))
     assert not _args().reuse_port and _args().workers == 1
+
+
+async def test_a_call_survives_reconnects_that_land_on_the_other_worker(
+    two_workers: tuple[GatewayProcess, int],
+    redis_server: RedisServer,
+    make_token: Callable[..., str],
+    loopback_media: None,
+) -> None:
+    """alice's socket drops again and again; each reconnect reaches whichever worker the
+    kernel picks. One that lands on the worker not holding her call is relayed to it."""
+    gateway, port = two_workers
+    proxy = FailoverProxy([port])  # a connection cut between alice and the port
+    await proxy.start()
+    url = f"ws://127.0.0.1:{port}/signal"
+    bob = Listener(
+        Device(make_token("bob"), {"chunderw": url, "file_input_stream": ToneSource([_hz(1)])})
+    )
+    alice = Device(
+        make_token("alice"),
+        {
+            "chunderw": proxy.url,
+            "file_input_stream": ToneSource([_hz(0)]),
+            "max_call_signaling_timeout_ms": 30_000,
+        },
+    )
+    try:
+        await bob.device.register()
+        call = await alice.connect(params={"To": "client:bob"})
+        log = EventLog(call, "reconnected", "disconnect", "error")
+        await eventually(lambda: call.status() == "open", timeout=15)
+        heard_by_alice = MemorySink()
+        call.get_remote_stream().add_sink(heard_by_alice)
+        bob_call = await bob.wait_call()
+        await eventually(lambda: bob_call.status() == "open")
+
+        drops = 0
+        while not any("relaying it there" in line for line in gateway.err):
+            assert drops < 12, "no reconnect landed on the other worker in 12 tries"
+            drops += 1
+            proxy.drop()
+            await log.wait_for("reconnected", count=drops, timeout=20)
+        # the media never moved: both still hear each other, and the call ends cleanly
+        assert _near(await recent(bob.heard, 0.6), _hz(0))
+        assert _near(await recent(heard_by_alice, 0.6), _hz(1))
+        assert call.status() == "open" and bob_call.status() == "open"
+        bob_log = EventLog(bob_call, "disconnect")
+        call.disconnect()
+        await bob_log.wait_for("disconnect", timeout=10)
+        assert log.count("error") == 0
+    finally:
+        await proxy.stop()
+        await alice.destroy()
+        await bob.device.destroy()

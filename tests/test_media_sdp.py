@@ -10,9 +10,11 @@ from softphone.media.sdp import (
     advertise_address,
     apply_codec_preferences,
     candidate_types,
+    dtls_fingerprints,
     has_telephone_event,
     ice_credentials,
     negotiated_codec,
+    new_dtls_session,
     opus_fmtp,
     parse_audio_codecs,
     parse_fmtp,
@@ -271,3 +273,26 @@ def test_advertise_address_rewrites_host_candidates_and_c_line_only() -> None:
 def test_candidate_types_in_order() -> None:
     assert candidate_types(NAT_SDP) == ["host", "srflx", "relay"]
     assert candidate_types("v=0\r\nm=audio 9 RTP/AVP 0\r\n") == []
+
+
+FP_A = "a=fingerprint:sha-256 AA:BB:CC"
+FP_B = "a=fingerprint:sha-256 DD:EE:FF"
+
+
+def _with(*lines: str) -> str:
+    return "\r\n".join(["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0", *lines, ""])
+
+
+def test_dtls_fingerprints_are_read_at_session_and_media_level() -> None:
+    sdp = _with(FP_A, "m=audio 9 UDP/TLS/RTP/SAVPF 0", "a=fingerprint:SHA-256 dd:ee:ff")
+    assert dtls_fingerprints(sdp) == {"sha-256 aa:bb:cc", "sha-256 dd:ee:ff"}
+    assert dtls_fingerprints(_with("m=audio 9 RTP/AVP 0")) == frozenset()
+
+
+def test_a_new_dtls_session_is_a_changed_fingerprint() -> None:
+    audio = "m=audio 9 UDP/TLS/RTP/SAVPF 0"
+    before = _with(audio, FP_A)
+    assert new_dtls_session(before, _with(audio, FP_B))
+    assert not new_dtls_session(before, _with(audio, FP_A.upper().replace("A=F", "a=f")))
+    assert not new_dtls_session(None, _with(audio, FP_B))  # nothing to compare with
+    assert not new_dtls_session(before, _with(audio))  # no fingerprint: plain ICE restart

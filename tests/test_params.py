@@ -23,6 +23,7 @@ from softphone.signaling.params import (
     js_truthy,
     params_too_long,
     reconnect_timeout_seconds,
+    reconnect_window_s,
     temp_call_sid,
     voice_event_sid,
 )
@@ -367,3 +368,12 @@ def test_call_sid_format() -> None:
     assert len(sids) == 50
     for sid in sids:
         assert re.fullmatch(r"CA[0-9a-f]{32}", sid), sid
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(0, 0), (2, 2), (30, 30), (31, 30), (10_000, 30), (-1, 0), (None, 0), (True, 0), ("5", 0)],
+)
+def test_the_gateway_reads_reconnect_timeout_as_seconds(value: object, seconds: int) -> None:
+    # listen.reconnectTimeout is already whole seconds (the SDK converted the ms)
+    assert reconnect_window_s(value) == seconds

@@ -49,6 +49,7 @@ from softphone.gateway.twiml.model import Client, Method
 from softphone.gateway.twiml.params import voice_request_params
 from softphone.gateway.twiml.runner import TwimlRunner
 from softphone.media.peer_connection import PeerConnection
+from softphone.media.sdp import new_dtls_session
 from softphone.signaling.codes import (
     APPLICATION_NOT_FOUND,
     AUTHORIZATION_ERROR,
@@ -139,6 +140,12 @@ BridgeFactory = Callable[[PeerConnection, PeerConnection], media_bridge.Bridge]
 """Joins the media of two answered legs (:func:`~softphone.gateway.media_bridge.bridge`)."""
 EchoFactory = Callable[[PeerConnection], media_bridge.Bridge]
 """Plays a leg's audio back to it (:func:`~softphone.gateway.media_bridge.echo`)."""
+AdoptRemote = Callable[["CallClient", Invite], Awaitable["CallClient | bool"]]
+"""(the reconnecting client, its reconnect ``invite`` for a leg this gateway does not
+hold) -> the stand-in of a dead gateway whose leg the client takes over here, True when
+the reconnect was passed to the live gateway that holds the leg (its frames are
+relayed there from now on), False when the cluster knows no such leg (a clustered
+gateway's :meth:`~softphone.gateway.cluster.node.ClusterNode.adopt`)."""
 RemoteTargets = Callable[[str, str, str], Awaitable[list[CallClient]]]
 """(account, identity, the caller's SDP offer) -> stand-ins for that identity's
 registrations on other gateways of a cluster (:mod:`softphone.gateway.cluster`), rung
@@ -281,10 +288,24 @@ class CallRouter:
         """Shared by the calls that run a TwiML application."""
         self.remote_targets: RemoteTargets | None = None
         """Set by a clustered gateway: ``client:NAME`` also rings NAME's other gateways."""
+        self.adopt_remote: AdoptRemote | None = None
+        """Set by a clustered gateway: a reconnect ``invite`` for a leg this gateway does
+        not hold may be for a leg of a gateway that died (see :meth:`_adopt_leg`)."""
+        self.leg_token_told: Callable[[BridgedCall, Leg], None] | None = None
+        """Called when a client is told a (new) reconnect token for its leg."""
+        self.call_ended: Callable[[BridgedCall], None] | None = None
+        """Called once when a call ends."""
+        self.relay_frame: Callable[[CallClient, Message], bool] | None = None
+        """Set by a clustered gateway: True when the frame is for a leg another gateway
+        holds (it was passed there), so this router must not handle it."""
+        self.client_gone: Callable[[CallClient], None] | None = None
+        """Called when a client's socket closed (a clustered gateway stops relaying it)."""
 
     # -- dispatch ----------------------------------------------------------------------
     async def on_message(self, conn: CallClient, message: Message) -> None:
         """Handle a call-related frame from ``conn``."""
+        if self.relay_frame is not None and self.relay_frame(conn, message):
+            return
         handler = {
             Invite: self._on_invite,
             Answer: self._on_answer,
@@ -309,6 +330,8 @@ class CallRouter:
         a new socket with a reconnect ``invite`` within that many seconds; media keeps
         flowing meanwhile. With 0 (the JS default) its calls end at once.
         """
+        if self.client_gone is not None:
+            self.client_gone(conn)
         for call in list(self.calls):
             for leg in [call.caller, *call.callees]:
                 if leg.conn is not conn or call.phase is CallPhase.ENDED:
@@ -467,6 +490,7 @@ class CallRouter:
         pc.on_dtmf = lambda digit: self._on_rfc4733(call, caller, digit)
         caller.conn.send(Answer(callsid=caller.callsid, sdp=sdp, reconnect=caller.reconnect_token))
         caller.sid_told = True
+        self._token_told(call, caller)
         self._arm_media_timer(call)
 
     async def _end_without_candidates(self, call: BridgedCall) -> None:
@@ -688,9 +712,9 @@ class CallRouter:
             }
             if client.parameters:
                 parameters["Params"] = encode_params_for_client(dict(client.parameters))
-            for conn in registered:
-                if conn is call.caller.conn or conn.token is None:
-                    continue
+            targets = [c for c in registered if c is not call.caller.conn and c.token is not None]
+            targets += await self._remote_targets(call, client.identity)
+            for conn in targets:
                 await self._offer_leg(call, Leg.of(conn, child_sid, "dialed"), parameters)
         if not call.callees:
             log.info("call %s: <Dial> found no registered device", call.sid)
@@ -705,6 +729,16 @@ class CallRouter:
                 direction="outbound-dial",
                 parent_call_sid=call.sid,
             )
+
+    async def _remote_targets(self, call: BridgedCall, identity: str) -> list[CallClient]:
+        """``identity``'s registrations on the cluster's other gateways, for a call this
+        gateway's application places (``<Dial>``, the REST API): their media leg is
+        offered in the codec the caller's leg carries, if it has one yet."""
+        if self.remote_targets is None:
+            return []
+        pc = call.caller.pc
+        carried = pc.local_sdp if pc is not None else None
+        return await self.remote_targets(call.account_sid, identity, carried or "")
 
     async def _offer_leg(self, call: BridgedCall, leg: Leg, parameters: dict[str, str]) -> None:
         """Send ``invite`` to ``leg``'s device (a ringing callee of ``call``)."""
@@ -883,6 +917,7 @@ class CallRouter:
         assert leg.pc is not None
         leg.pc.on_dtmf = lambda digit: self._on_rfc4733(call, leg, digit)
         leg.conn.send(Answer(callsid=leg.callsid, sdp=answer_sdp, reconnect=leg.reconnect_token))
+        self._token_told(call, leg)
         await self._answer_caller(call)
         if call.phase is CallPhase.ANSWERED and call.caller.pc is not None and leg.pc is not None:
             call.bridge = self.bridge(call.caller.pc, leg.pc)
@@ -990,6 +1025,8 @@ class CallRouter:
         if call in self.calls:
             self.calls.remove(call)
         log.info("call %s ended: %s", call.sid, reason)
+        if self.call_ended is not None:
+            self.call_ended(call)
         if call.app is not None:
             call.app.leg_pc = None
             final = final_status(phase is CallPhase.ANSWERED, reason)
@@ -1162,6 +1199,13 @@ class CallRouter:
         other leg of the call never notices.
         """
         found = self._lookup(conn, reinvite.callsid)
+        if found is not None and _two_party(found[0]):
+            call, leg = found
+            if leg.pc is None or new_dtls_session(leg.pc.remote_sdp, reinvite.sdp):
+                answer = await self._reanchor_media(call, leg, reinvite.sdp)
+                if answer is not None:
+                    conn.send(Answer(callsid=leg.callsid, sdp=answer))
+                    return
         if found is None or found[1].pc is None:
             conn.send(
                 Hangup(
@@ -1194,6 +1238,14 @@ class CallRouter:
         Anything else gets ``hangup`` with 31107.
         """
         found = self._find_by_token(conn, invite.callsid, invite.reconnect)
+        if found is None and self.adopt_remote is not None:
+            outcome = await self.adopt_remote(conn, invite)
+            if outcome is True:
+                return  # relayed to the gateway that holds the leg: it answers
+            adopted = self._leg_of(outcome) if not isinstance(outcome, bool) else None
+            if adopted is not None and adopted[0].phase is CallPhase.ANSWERED:
+                await self._adopt_leg(*adopted, conn, invite.callsid)
+                return
         if found is None:
             conn.send(
                 Hangup(
@@ -1219,6 +1271,81 @@ class CallRouter:
         leg.reconnect_token = "RT" + secrets.token_urlsafe(24)
         log.info("call %s: %s leg re-attached on conn %d", call.sid, leg.role, conn.id)
         conn.send(Answer(callsid=leg.callsid, reconnect=leg.reconnect_token))
+        self._token_told(call, leg)
+
+    def _token_told(self, call: BridgedCall, leg: Leg) -> None:
+        if self.leg_token_told is not None:
+            self.leg_token_told(call, leg)
+
+    async def _adopt_leg(self, call: BridgedCall, leg: Leg, conn: CallClient, callsid: str) -> None:
+        """A client whose gateway died reconnected here, where its call's other side is.
+
+        ``leg`` is this gateway's end of the link to the dead gateway: it becomes the
+        client's own leg (the CallSid it knows, a fresh reconnect token). The link's
+        media died with that gateway, so the leg has no media until the client offers
+        anew (a ``reinvite``, which :meth:`_on_reinvite` answers with a fresh peer
+        connection); until then the other side hears silence, and the media timeout
+        ends the call if no offer comes.
+        """
+        if leg.detach_timer is not None:
+            leg.detach_timer.cancel()
+            leg.detach_timer = None
+        self._by_sid = {k: v for k, v in self._by_sid.items() if v[1] is not leg}
+        if call.bridge is not None:
+            call.bridge.close()
+            call.bridge = None
+        await _close_pc(leg)
+        leg.conn = conn
+        leg.callsid = callsid
+        leg.temp_sid = None
+        leg.sid_told = True
+        leg.media_up = False
+        leg.reconnect_token = "RT" + secrets.token_urlsafe(24)
+        self._index(call, leg, callsid)
+        log.info(
+            "call %s: client:%s took over its %s leg here after its gateway went away",
+            call.sid,
+            leg.identity,
+            leg.role,
+        )
+        conn.send(Answer(callsid=callsid, reconnect=leg.reconnect_token))
+        self._token_told(call, leg)
+        self._arm_media_timer(call)
+
+    async def _reanchor_media(self, call: BridgedCall, leg: Leg, offer_sdp: str) -> str | None:
+        """Answer ``offer_sdp`` with a new peer connection for ``leg`` and bridge it anew.
+
+        For a leg with no media (taken over from a dead gateway) or whose client
+        started a new DTLS session (its offer's fingerprint changed). None if the
+        offer cannot be answered.
+        """
+        if call.bridge is not None:
+            call.bridge.close()
+            call.bridge = None
+        await _close_pc(leg)
+        pc = self._leg_pc(leg)
+        try:
+            sdp = await pc.create_answer(offer_sdp, None)
+        except Exception as exc:
+            log.warning(
+                "call %s: cannot answer the %s leg's new offer: %s", call.sid, leg.role, exc
+            )
+            await _close_pc(leg)
+            return None
+        pc.on_dtmf = lambda digit: self._on_rfc4733(call, leg, digit)
+        caller_pc, callee_pc = call.caller.pc, call.connected.pc if call.connected else None
+        if caller_pc is not None and callee_pc is not None:
+            call.bridge = self.bridge(caller_pc, callee_pc)
+        log.info("call %s: new media session for the %s leg", call.sid, leg.role)
+        return sdp
+
+    def _leg_of(self, conn: CallClient) -> tuple[BridgedCall, Leg] | None:
+        """The live call leg ``conn`` holds (a cluster link holds one at most)."""
+        for call in self.calls:
+            for leg in [call.caller, *call.callees]:
+                if leg.conn is conn and call.phase is not CallPhase.ENDED:
+                    return call, leg
+        return None
 
     def _find_by_token(
         self, conn: CallClient, callsid: str, token: str | None
@@ -1330,9 +1457,14 @@ class CallRouter:
             "From": from_,
             "To": to,
         }
-        for conn in cast(list[CallClient], self.presence.connections(account_sid, identity)):
-            if conn.token is not None:
-                await self._offer_leg(call, Leg.of(conn, sid, "callee"), parameters)
+        targets = [
+            c
+            for c in cast(list[CallClient], self.presence.connections(account_sid, identity))
+            if c.token is not None
+        ]
+        targets += await self._remote_targets(call, identity)
+        for conn in targets:
+            await self._offer_leg(call, Leg.of(conn, sid, "callee"), parameters)
         if not call.callees:
             await self._end(call, reason="no answer")
             return call
@@ -1463,6 +1595,16 @@ def _gathered_nothing(pc: PeerConnection) -> bool:
     """Our own leg's gathering ended without a single candidate (media can never flow)."""
     report = pc.ice_gathering
     return report is not None and report.failure is not None
+
+
+def _two_party(call: BridgedCall) -> bool:
+    """An answered call between two clients' legs (no echo, no TwiML app)."""
+    return (
+        call.phase is CallPhase.ANSWERED
+        and call.app is None
+        and call.connected is not None
+        and call.connected is not call.caller
+    )
 
 
 async def _close_pc(leg: Leg) -> None:

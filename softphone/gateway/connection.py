@@ -1,12 +1,17 @@
-"""One signaling WebSocket as the gateway sees it: identity, token, liveness, outbound queue.
+"""One signaling WebSocket as the gateway sees it: identity, token, liveness, sending.
 
-Sending never waits on the client. :meth:`ClientConnection.send` puts the frame in
-this connection's own bounded queue and returns; the connection's writer task
-hands frames to the socket in order. A client that does not read (or reads too
-slowly) only ever blocks its own writer; once its queue holds more than
-``send_queue_bytes`` it is dropped on the spot. Closing is queued behind the
-frames already sent (so an ``error`` reaches the client before the close) and
-bounded by ``close_timeout_s``, after which the socket is aborted.
+Sending never waits on the client. :meth:`ClientConnection.send` encodes the frame and
+writes it to the socket's transport at once (websockets' Sans-I/O protocol makes the
+frame; the transport buffers what the kernel does not take). A client that does not
+read (or reads too slowly) only grows its own transport buffer; once that holds more
+than ``send_queue_bytes`` the connection is dropped on the spot. Closing sends the
+close frame after the frames already written (so an ``error`` reaches the client
+before the close) and is bounded by ``close_timeout_s``, after which the socket is
+aborted.
+
+There is no task, queue or event per connection: an idle registered device costs only
+its socket, its websockets connection and this object (``python -m benchmarks
+--sections scale`` measures it).
 
 What to do with inbound messages is the :class:`~softphone.gateway.server.Gateway`'s
 business.
@@ -15,15 +20,15 @@ business.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import itertools
 import logging
 from typing import Any
 
-import attrs
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from softphone.gateway.limits import FrameBucket, Limits
 from softphone.gateway.presence import Address
@@ -35,14 +40,6 @@ log = logging.getLogger("softphone.gateway.connection")
 _ids = itertools.count(1)
 
 
-@attrs.frozen
-class _CloseRequest:
-    """The writer's instruction to close the socket after the frames before it."""
-
-    code: int
-    reason: str
-
-
 class ClientConnection:
     """A connected client: its socket, its verified token, its registration, its queue."""
 
@@ -51,20 +48,23 @@ class ClientConnection:
         self.id = next(_ids)
         self.websocket = websocket
         self.limits = limits
+        request = websocket.request
+        self.host: str | None = request.headers.get("Host") if request is not None else None
+        """The ``Host`` the client asked for (the REST URLs it is told use it)."""
+        if request is not None:  # the handshake is over: its headers are not needed again
+            request.headers = Headers()
+        websocket.response = None
         self.token: VerifiedToken | None = None
         self.registered_as: Address | None = None
         """The (account, identity) this connection is registered under in presence."""
         self.reconnect_timeout_s = 0
         self.closed = False
-        """True once closing started: nothing more is queued for this client."""
+        """True once closing started: nothing more is sent to this client."""
         self.expiry_timer: asyncio.TimerHandle | None = None
         self.opened_at = self.last_inbound = loop.time()
         self.inbound = FrameBucket(limits.max_frame_rate, limits.frame_burst, self.opened_at)
-        self._queue: collections.deque[str | _CloseRequest] = collections.deque()
-        self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
-        self._writer = asyncio.create_task(self._write_loop())
 
     @property
     def identity(self) -> str | None:
@@ -83,85 +83,71 @@ class ClientConnection:
 
     # -- sending ---------------------------------------------------------------------------
     def send(self, message: Message) -> bool:
-        """Queue one message; False (nothing raised) if the connection is closing or gone."""
-        if not self._enqueue(encode(message)):
+        """Send one message; False (nothing raised) if the connection is closing or gone."""
+        if not self._write(encode(message)):
             return False
         log.debug("conn %d <- %s", self.id, type_of(message))
         return True
 
     def send_heartbeat(self) -> bool:
-        """Queue the ``"\\n"`` keep-alive (the JS client drops a socket silent for 15 s)."""
-        return self._enqueue(HEARTBEAT)
+        """Send the ``"\\n"`` keep-alive (the JS client drops a socket silent for 15 s)."""
+        return self._write(HEARTBEAT)
 
-    def _enqueue(self, frame: str) -> bool:
+    def _write(self, frame: str) -> bool:
+        """Frame ``frame`` and hand it to the transport, or drop a client that lags."""
         if self.closed:
             return False
-        size = len(frame)
-        if self._queued_bytes + size > self.limits.send_queue_bytes:
-            log.warning(
-                "conn %d cannot keep up (%d bytes waiting): dropping it",
-                self.id,
-                self._queued_bytes,
-            )
+        websocket = self.websocket
+        transport = websocket.transport
+        if websocket.protocol.state is not State.OPEN or transport.is_closing():
+            self.closed = True
+            return False
+        waiting = transport.get_write_buffer_size()
+        if waiting + len(frame) > self.limits.send_queue_bytes:
+            log.warning("conn %d cannot keep up (%d bytes waiting): dropping it", self.id, waiting)
             self.abort()
             return False
-        self._queue.append(frame)
-        self._queued_bytes += size
-        self._wakeup.set()
+        websocket.protocol.send_text(frame.encode())
+        try:
+            websocket.send_data()
+        except OSError as exc:  # the transport failed under us
+            log.info("conn %d: send failed: %s", self.id, exc)
+            self.abort()
+            return False
         return True
 
     # -- closing ---------------------------------------------------------------------------
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close after the frames already queued; drop the socket if that takes too long."""
+        """Close after the frames already sent; drop the socket if that takes too long."""
         if self.closed:
             return
         self.closed = True
-        self._queue.append(_CloseRequest(code, reason))
-        self._wakeup.set()
+        self._closing = asyncio.create_task(self._close(code, reason))
         self._abort_timer = asyncio.get_running_loop().call_later(
             self.limits.close_timeout_s, self.abort
         )
 
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await self.websocket.close(code, reason)
+
     def abort(self) -> None:
         """Drop the TCP connection now, without a closing handshake (never waits)."""
         self.closed = True
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._wakeup.set()
         transport = self.websocket.transport
         if transport is not None and not transport.is_closing():
             transport.abort()
 
     async def finish(self) -> None:
-        """Make sure the socket ends and the writer is done (the handler is returning)."""
+        """Make sure the socket ends (the handler is returning)."""
         self.close(1000)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        if self._closing is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._closing
         if self._abort_timer is not None:
             self._abort_timer.cancel()
         if self.expiry_timer is not None:
             self.expiry_timer.cancel()
-
-    async def _write_loop(self) -> None:
-        """Hand queued frames to the socket in order; close when told to."""
-        try:
-            while True:
-                while not self._queue:
-                    if self.closed:  # aborted: nothing left to write
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                item = self._queue.popleft()
-                if isinstance(item, _CloseRequest):
-                    await self.websocket.close(item.code, item.reason)
-                    return
-                self._queued_bytes -= len(item)
-                await self.websocket.send(item)
-        except ConnectionClosed:
-            self.closed = True
-        except OSError as exc:  # the transport failed under us
-            log.info("conn %d: send failed: %s", self.id, exc)
-            self.abort()
 
     def __hash__(self) -> int:
         return self.id

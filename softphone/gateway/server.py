@@ -44,6 +44,7 @@ from softphone.gateway.limits import Limits
 from softphone.gateway.presence import Presence
 from softphone.gateway.rest_api import RestApi
 from softphone.gateway.shared_port import serve_shared
+from softphone.gateway.tls_read_buffer import shrink_tls_read_buffer
 from softphone.gateway.tokens import TokenError, VerifiedToken, verify_token
 from softphone.gateway.traversal import TraversalConfig
 from softphone.insights import endpoint
@@ -71,7 +72,7 @@ from softphone.signaling.messages import (
     decode,
     type_of,
 )
-from softphone.signaling.params import reconnect_timeout_seconds
+from softphone.signaling.params import reconnect_window_s
 
 if TYPE_CHECKING:
     from softphone.gateway.cluster.node import ClusterNode
@@ -208,6 +209,8 @@ class Gateway:
                 call_store=self.call_store,
             )
             await self.rest_api.setup()
+        if self.config.ssl_context is not None:
+            shrink_tls_read_buffer()  # one socket per device: 256 KiB each otherwise
         self._server = await serve_shared(
             self._handle,
             self.config.host,
@@ -420,10 +423,9 @@ class Gateway:
             self.presence.register(*address, conn)
             conn.registered_as = address
         conn.token = token
-        conn.reconnect_timeout_s = reconnect_timeout_seconds(message.reconnect_timeout)
+        conn.reconnect_timeout_s = reconnect_window_s(message.reconnect_timeout)
         self._arm_expiry(conn, token.expires_at - now)
-        host = conn.websocket.request.headers.get("Host") if conn.websocket.request else None
-        insights = self.rest_api.insights_url(host) if self.rest_api else None
+        insights = self.rest_api.insights_url(conn.host) if self.rest_api else None
         conn.send(
             Connected(
                 edge=self.config.edge,

@@ -98,6 +98,7 @@ __all__ = [
     "install_triggered_checks",
     "receive_shim",
     "register_telephone_event",
+    "restart_dtls",
     "selected_candidate_pair",
     "settings_of",
     "stamp_track_payload_types",
@@ -1166,3 +1167,110 @@ def ice_restarter(pc: Any) -> IceRestarter:
 
 
 _RESTARTERS: weakref.WeakKeyDictionary[Any, IceRestarter] = weakref.WeakKeyDictionary()
+
+
+# -- DTLS restart -------------------------------------------------------------------------
+DTLS_RESTART_TIMEOUT_S: Final = 10.0
+"""Longest a new DTLS handshake may take before the restart is given up."""
+
+
+async def restart_dtls(pc: Any, remote_sdp: str, timeout_s: float = DTLS_RESTART_TIMEOUT_S) -> None:
+    """A new DTLS session with a peer that answered an ICE restart with another certificate.
+
+    A peer that lost its DTLS state (a gateway that took over the call of a gateway
+    that died) answers with a new certificate; browsers then restart DTLS (a changed
+    remote fingerprint), aiortc has no such thing. This runs a new handshake over the
+    already restarted ICE path, through the DTLS transport's own receive pump (its
+    ``_recv_next`` is swapped for the duration, so nothing else reads the socket), and
+    once the peer's certificate matches ``remote_sdp``'s fingerprint the SRTP sessions
+    are replaced. The transport never leaves ``connected``, so aiortc's RTP sender keeps
+    running (its packets are protected with the old keys until the new ones are in).
+
+    Raises ``ConnectionError`` when the handshake fails, times out, or the certificate
+    does not match.
+    """
+    from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS, certificate_digest
+    from aiortc.sdp import SessionDescription
+    from OpenSSL import SSL
+
+    media = SessionDescription.parse(remote_sdp).media[0]
+    if media.dtls is None or not media.dtls.fingerprints:
+        raise ConnectionError("the answer has no DTLS fingerprint")
+    fingerprints = [
+        f for f in media.dtls.fingerprints if f.algorithm.lower() in X509_DIGEST_ALGORITHMS
+    ]
+    dtls = pc.getTransceivers()[0].receiver.transport
+    certificate = dtls._RTCDtlsTransport__local_certificate
+    session = SSL.Connection(certificate._create_ssl_context(srtp_profiles=dtls._srtp_profiles))
+    role = "client" if media.dtls.role == "server" else "server"  # the peer's opposite
+    if role == "server":
+        session.set_accept_state()
+    else:
+        session.set_connect_state()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def flush() -> None:
+        while True:
+            try:
+                data = session.bio_read(1500)
+            except SSL.Error:
+                return
+            if not data:
+                return
+            await dtls.transport._send(data)
+
+    async def step() -> None:
+        try:
+            session.do_handshake()
+        except SSL.WantReadError:
+            await flush()
+            return
+        except SSL.Error as exc:
+            if not done.done():
+                done.set_exception(ConnectionError(f"DTLS handshake failed: {exc}"))
+            return
+        await flush()
+        if done.done():
+            return
+        peer = session.get_peer_certificate(as_cryptography=True)
+        if (
+            peer is None
+            or not fingerprints
+            or not all(
+                f.value.upper() == certificate_digest(peer, f.algorithm.lower())
+                for f in fingerprints
+            )
+        ):
+            done.set_exception(ConnectionError("DTLS fingerprint mismatch"))
+            return
+        dtls._ssl = session
+        dtls._role = role
+        dtls._setup_srtp()  # new SRTP sessions from the new keying material
+        done.set_result(None)
+
+    async def recv_next() -> None:
+        """The pump's reader while the handshake runs: DTLS goes to the new session."""
+        timeout = session.DTLSv1_get_timeout()
+        try:
+            if timeout is not None:
+                data = await asyncio.wait_for(dtls.transport._recv(), timeout)
+            else:
+                data = await dtls.transport._recv()
+        except TimeoutError:
+            session.DTLSv1_handle_timeout()
+            await flush()
+            return
+        if 19 < data[0] < 64:
+            session.bio_write(data)
+            await step()
+        # SRTP under the old keys (nobody holds them any more) is dropped meanwhile
+
+    dtls._recv_next = recv_next  # found before the class's method by the pump's self._recv_next
+    try:
+        if role == "client":
+            await step()
+        await asyncio.wait_for(asyncio.shield(done), timeout_s)
+    except TimeoutError:
+        raise ConnectionError("the new DTLS handshake timed out") from None
+    finally:
+        dtls.__dict__.pop("_recv_next", None)

@@ -72,6 +72,7 @@ from softphone.media.sdp import (
     apply_codec_preferences,
     ice_credentials,
     negotiated_codec,
+    new_dtls_session,
     opus_fmtp,
     set_max_average_bitrate,
     strip_stray_cr,
@@ -394,14 +395,21 @@ class PeerConnection:
     async def apply_ice_restart_answer(self, sdp: str) -> None:
         """Apply the answer to our restart offer and connect the new path.
 
+        An answer with another DTLS certificate than before (the peer started a new
+        media session) also gets a new DTLS session, as a browser does.
         Raises ``ConnectionError`` when the new path does not come up.
         """
         munged = apply_codec_preferences(strip_stray_cr(sdp), self._codec_preferences)
+        before = self.remote_sdp
         if self._pc.signalingState == "have-local-offer":
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=munged, type="answer"))
         restarter = hooks.ice_restarter(self._pc)
         if restarter.pending:
             await restarter.complete(munged)
+        if new_dtls_session(before, munged):
+            # the peer lost its DTLS state (e.g. another gateway took the call over)
+            log.info("the peer answered with a new DTLS certificate: restarting DTLS")
+            await hooks.restart_dtls(self._pc, munged)
 
     async def answer_ice_restart(self, offer_sdp: str) -> str:
         """Answering side (the gateway): answer a re-offer; restart ICE if its ufrag changed.

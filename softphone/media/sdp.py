@@ -26,9 +26,11 @@ __all__ = [
     "advertise_address",
     "apply_codec_preferences",
     "candidate_types",
+    "dtls_fingerprints",
     "has_telephone_event",
     "ice_credentials",
     "negotiated_codec",
+    "new_dtls_session",
     "opus_fmtp",
     "parse_audio_codecs",
     "parse_fmtp",
@@ -242,6 +244,29 @@ def ice_credentials(sdp: str) -> tuple[str, str] | None:
     if ufrag is None or pwd is None:
         return None
     return ufrag, pwd
+
+
+def dtls_fingerprints(sdp: str) -> frozenset[str]:
+    """Every ``a=fingerprint:`` value of ``sdp`` (session or media level), normalized."""
+    return frozenset(
+        line[len("a=fingerprint:") :].strip().lower()
+        for line in _clean_lines(sdp)
+        if line.startswith("a=fingerprint:")
+    )
+
+
+def new_dtls_session(previous_sdp: str | None, sdp: str) -> bool:
+    """Whether ``sdp`` comes from a peer with another DTLS certificate than ``previous_sdp``.
+
+    A re-offer with the same fingerprint is an ICE restart of the same session; a
+    different one means the peer started over (a new peer connection), so the DTLS
+    session, and with it the SRTP keys, must be new as well. False when either lacks
+    a fingerprint (nothing to compare).
+    """
+    if previous_sdp is None:
+        return False
+    before, now = dtls_fingerprints(previous_sdp), dtls_fingerprints(sdp)
+    return bool(before) and bool(now) and before.isdisjoint(now)
 
 
 def opus_fmtp(sdp: str) -> OpusFmtp | None:

@@ -36,6 +36,7 @@ __all__ = [
     "js_truthy",
     "params_too_long",
     "reconnect_timeout_seconds",
+    "reconnect_window_s",
     "temp_call_sid",
     "voice_event_sid",
 ]
@@ -294,6 +295,18 @@ def reconnect_timeout_seconds(max_call_signaling_timeout_ms: object) -> int:
     else:
         seconds = -(-ms // 1000)
     return min(seconds, MAX_RECONNECT_TIMEOUT_S)
+
+
+def reconnect_window_s(reconnect_timeout: object) -> int:
+    """How long a gateway holds a client's calls after its socket drops, in seconds.
+
+    The server's reading of ``listen.reconnectTimeout`` (already seconds, see
+    :func:`reconnect_timeout_seconds`): a whole number of seconds ≥ 0, capped at 30;
+    anything else counts as 0 (end the calls at once).
+    """
+    if isinstance(reconnect_timeout, bool) or not isinstance(reconnect_timeout, int):
+        return 0
+    return max(0, min(reconnect_timeout, MAX_RECONNECT_TIMEOUT_S))
 
 
 def temp_call_sid(rng: random.Random | None = None) -> str:

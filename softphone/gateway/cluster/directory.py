@@ -7,10 +7,18 @@ refreshes its entries every ``ttl / 3``; a gateway that dies or loses Redis simp
 stops refreshing, and its entries stop counting ``ttl`` later (the key itself expires
 too, so nothing is left behind). Each gateway listens on its own pub/sub channel
 ``softphone:gw:<id>`` and announces itself (edge, region) in ``softphone:gateway:<id>``.
+
+Legs of cross-gateway calls: when a client is told a reconnect token for its leg of
+a call whose other side is on another gateway, its gateway records the leg under
+``softphone:leg:<CallSid>`` and ``softphone:link:<link>:<gateway>`` (who, a hash of the
+token, the link, the far gateway, the client's reconnect window). If that gateway
+dies, the far gateway holds the call for the window and lets the client take the leg
+over there; the records go when the call ends.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 PREFIX = "softphone"
@@ -31,6 +39,21 @@ def channel(gateway_id: str) -> str:
 def gateway_key(gateway_id: str) -> str:
     """Where a gateway announces its edge and region (expires like presence)."""
     return f"{PREFIX}:gateway:{gateway_id}"
+
+
+def leg_key(callsid: str) -> str:
+    """The record of a client's leg of a cross-gateway call, by the CallSid it knows."""
+    return f"{PREFIX}:leg:{callsid}"
+
+
+def link_key(link: str, gateway_id: str) -> str:
+    """The same record by the link and the gateway that holds the leg."""
+    return f"{PREFIX}:link:{link}:{gateway_id}"
+
+
+def token_digest(token: str) -> str:
+    """What a leg record keeps of a reconnect token (the token itself never leaves)."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def live_gateways(entries: Iterable[tuple[str | bytes, float]], now: float, own: str) -> list[str]:

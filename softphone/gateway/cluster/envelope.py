@@ -10,6 +10,11 @@ hangup and user messages run through both routers unchanged; audio and RFC 4733
 digits travel on a gateway-to-gateway media leg that the link's ``invite`` and
 ``answer`` negotiate.
 
+A client that reconnects to gateway B while its leg lives on gateway A (its socket
+landed on another worker or edge) is served by A through B: :class:`Attach` asks A to
+re-attach the leg, and :class:`Relay` carries the client's frames to A and A's frames
+back, verbatim (A's media path to the client is unchanged).
+
 Pure: no I/O, JSON in and out.
 """
 
@@ -72,13 +77,41 @@ class LegEvent:
     """``message``: content, contenttype, messagetype, voiceeventsid."""
 
 
-Envelope = Ring | LegEvent
+@attrs.frozen(kw_only=True)
+class Attach:
+    """Gateway B to A: a client reconnected to B with a reconnect token for a leg of A.
+
+    A checks ``token`` against the leg as for a reconnect on its own socket; the
+    client's frames and A's replies then travel as :class:`Relay` on ``link``.
+    """
+
+    link: str
+    sender: str
+    callsid: str
+    token: str
+    account_sid: str
+    identity: str
+    hold_s: float
+    """The client's reconnect window (from its ``listen`` on B)."""
+
+
+@attrs.frozen(kw_only=True)
+class Relay:
+    """One signaling frame of a relayed client, as JSON text; None: its socket closed."""
+
+    link: str
+    sender: str
+    frame: str | None = None
+
+
+Envelope = Ring | LegEvent | Attach | Relay
+_TYPES: dict[type, str] = {Ring: "ring", LegEvent: "event", Attach: "attach", Relay: "relay"}
 
 
 def encode(envelope: Envelope) -> str:
     """The JSON text published on the other gateway's channel."""
     body: dict[str, Any] = {"v": VERSION, **attrs.asdict(envelope)}
-    body["type"] = "ring" if isinstance(envelope, Ring) else "event"
+    body["type"] = _TYPES[type(envelope)]
     return json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":"))
 
 
@@ -106,6 +139,19 @@ def decode(text: str | bytes) -> Envelope:
             if event.kind not in EVENT_KINDS or not isinstance(event.link, str):
                 raise EnvelopeError(f"unknown event {event.kind!r}")
             return event
+        if kind == "attach":
+            attach = Attach(**body)
+            texts = (attach.link, attach.sender, attach.callsid, attach.token)
+            if not all(isinstance(v, str) for v in (*texts, attach.account_sid, attach.identity)):
+                raise EnvelopeError("attach: bad field types")
+            if not isinstance(attach.hold_s, int | float):
+                raise EnvelopeError("attach: bad hold_s")
+            return attach
+        if kind == "relay":
+            relay = Relay(**body)
+            if not isinstance(relay.link, str) or not isinstance(relay.frame, str | None):
+                raise EnvelopeError("relay: bad field types")
+            return relay
     except TypeError as exc:
         raise EnvelopeError(f"{kind}: {exc}") from None
     raise EnvelopeError(f"unknown envelope type {kind!r}")

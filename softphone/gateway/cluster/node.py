@@ -8,7 +8,14 @@
   :class:`~softphone.gateway.cluster.remote_client.RemoteClient` per such gateway;
 * it reads the gateway's own channel and feeds what other gateways send into the
   router (a ring, or a frame on an existing link); frames for other gateways go out
-  in order through one writer.
+  in order through one writer;
+* it records the legs of cross-gateway calls (``directory.leg_key``), watches the
+  gateways at the far end of its links, and when one dies holds the calls for their
+  clients' reconnect windows and lets a client that reconnects here take its leg over
+  (:meth:`ClusterNode.adopt`): the call goes on with this gateway's side;
+* a client that reconnects here while the gateway holding its leg is alive is served
+  by that gateway through this one: its frames are relayed there and the replies back
+  (``envelope.Attach`` / ``Relay``), so a reconnect token works on every gateway.
 
 Redis going away never touches a call in progress (media runs gateway to gateway,
 not through Redis): frames wait in order until it is back, presence is re-published
@@ -29,13 +36,25 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from softphone.gateway.calls import CallClient, CallRouter
+from softphone.gateway.calls import BridgedCall, CallClient, CallRouter, Leg
 from softphone.gateway.cluster import directory, envelope
+from softphone.gateway.cluster.relayed_client import RelayedClient
 from softphone.gateway.cluster.remote_client import RemoteClient
 from softphone.gateway.presence import Address, Presence
 from softphone.media.sdp import negotiated_codec
 from softphone.signaling.codes import TEMPORARILY_UNAVAILABLE
-from softphone.signaling.messages import Hangup
+from softphone.signaling.messages import (
+    C2S,
+    S2C,
+    Cancel,
+    Hangup,
+    Heartbeat,
+    Invite,
+    MalformedMessage,
+    Message,
+    decode,
+    encode,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -63,6 +82,14 @@ may be re-subscribing after a Redis restart) before it is given up."""
 POLL_S = 0.25
 """Longest single wait for a frame: the listener checks whether it must stop this often
 (redis-py can swallow a task cancellation that lands in its own read timeout)."""
+
+PEER_CHECK_S = 1.0
+"""How often the gateways at the far end of live links are checked."""
+PEER_GONE_S = 5.0
+"""A gateway nobody has listened for on its channel this long is dead (longer than
+a gateway takes to re-subscribe after a Redis restart)."""
+LEG_RECORD_TTL_S = 12 * 3600.0
+"""Leg records of calls whose gateway died without deleting them expire after this."""
 
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 PRESENCE_QUEUE = ""
@@ -134,11 +161,29 @@ class ClusterNode:
         self._stopping = False
         self.reconnects = 0
         """How many times the subscription came back after Redis went away."""
+        self._absent_since: dict[str, float] = {}
+        """Far gateways of live links with nobody on their channel, since when."""
+        self.gone: set[str] = set()
+        """Far gateways found dead (their links' calls were held or ended)."""
+        self._records: dict[int, list[str]] = {}
+        """Leg-record keys written per call (by ``id``), deleted when it ends."""
+        self.relayed: dict[str, RelayedClient] = {}
+        """Clients of other gateways whose legs live here, by relay link."""
+        self.relaying: dict[str, tuple[CallClient, str]] = {}
+        """This gateway's clients whose legs live elsewhere: relay link -> (socket,
+        the gateway holding the leg)."""
+        self._relay_routes: dict[tuple[int, str], str] = {}
+        """(socket id, CallSid) -> relay link, for the frames those clients send."""
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Start listening and publishing; an unreachable Redis is retried, not fatal."""
         self.router.remote_targets = self.remote_targets
+        self.router.adopt_remote = self.adopt
+        self.router.leg_token_told = self.leg_token_told
+        self.router.call_ended = self.call_ended
+        self.router.relay_frame = self.relay_frame
+        self.router.client_gone = self.client_gone
         self.presence.on_change = self.presence_changed
         self._tasks = [
             asyncio.create_task(self._listen_loop(), name=f"cluster-listen-{self.gateway_id}")
@@ -147,6 +192,11 @@ class ClusterNode:
     async def stop(self) -> None:
         """Send what is queued (briefly), withdraw this gateway's presence, disconnect."""
         self.router.remote_targets = None
+        self.router.adopt_remote = None
+        self.router.leg_token_told = None
+        self.router.call_ended = None
+        self.router.relay_frame = None
+        self.router.client_gone = None
         self.presence.on_change = None
         deadline = asyncio.get_running_loop().time() + STOP_FLUSH_S
         while (
@@ -275,16 +325,26 @@ class ClusterNode:
         log.warning(
             "cluster: gateway %s is not listening: %s of link %s given up",
             gateway,
-            "ring" if isinstance(item, envelope.Ring) else item.kind,
+            item.kind if isinstance(item, envelope.LegEvent) else type(item).__name__.lower(),
             item.link,
         )
         await self._far_side_gone(item.link)
 
     async def _far_side_gone(self, link: str) -> None:
         """The far gateway cannot get the link's frames: its leg hangs up here."""
-        found = self.links.pop(link, None)
-        if found is None or found[0].callsid is None:
+        relaying = self.relaying.pop(link, None)
+        if relaying is not None:  # the gateway holding a relayed client's call is gone
+            conn = relaying[0]
+            error = {"code": TEMPORARILY_UNAVAILABLE, "message": "Gateway unreachable"}
+            for route, routed in list(self._relay_routes.items()):
+                if routed == link:
+                    del self._relay_routes[route]
+                    conn.send(Hangup(callsid=route[1], error=error))
             return
+        found = self.links.get(link)
+        if found is None or found[0].callsid is None or found[0].peer_gateway in self.gone:
+            return  # a dead gateway's links are held for their clients (see _peer_gone)
+        del self.links[link]
         client = found[0]
         client.closed = True
         error = {"code": TEMPORARILY_UNAVAILABLE, "message": "Gateway unreachable"}
@@ -337,11 +397,16 @@ class ClusterNode:
                 was_up, outage_logged = True, False
                 self.connected.set()
                 next_refresh = time.monotonic() + interval
+                next_peer_check = time.monotonic() + PEER_CHECK_S
                 while not self._stopping:
-                    wait = min(POLL_S, max(0.0, next_refresh - time.monotonic()))
+                    due = min(next_refresh, next_peer_check)
+                    wait = min(POLL_S, max(0.0, due - time.monotonic()))
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                     if message is not None and message.get("type") == "message":
                         await self._on_frame(message["data"])
+                    if time.monotonic() >= next_peer_check:
+                        await self._check_peers()
+                        next_peer_check = time.monotonic() + PEER_CHECK_S
                     if time.monotonic() >= next_refresh:
                         await self._refresh()
                         self._sweep_links()
@@ -374,6 +439,10 @@ class ClusterNode:
         try:
             if isinstance(item, envelope.Ring):
                 await self._on_ring(item)
+            elif isinstance(item, envelope.Attach):
+                await self._on_attach(item)
+            elif isinstance(item, envelope.Relay):
+                await self._on_relay(item)
             else:
                 await self._on_event(item)
         except Exception:
@@ -411,6 +480,267 @@ class ClusterNode:
             del self.links[event.link]
         await self.router.on_message(client, envelope.client_frame(event, callsid))
 
+    # -- cross-gateway legs: records, dead gateways, take-over ---------------------------
+    def leg_token_told(self, call: BridgedCall, leg: Leg) -> None:
+        """Router hook: record ``leg`` (a client's) so any gateway can serve its reconnect.
+
+        With the link of its call to another gateway, if it has one (that gateway may
+        take the leg over should this one die).
+        """
+        if isinstance(leg.conn, RemoteClient):
+            return
+        link = next(
+            (
+                other.conn
+                for other in (call.caller, call.connected)
+                if other is not None and isinstance(other.conn, RemoteClient)
+            ),
+            None,
+        )
+        record = json.dumps(
+            {
+                "callsid": leg.callsid,
+                "account": leg.account_sid,
+                "identity": leg.identity,
+                "token": directory.token_digest(leg.reconnect_token),
+                "link": link.link if link is not None else "",
+                "gateway": self.gateway_id,
+                "peer": link.peer_gateway if link is not None else "",
+                "hold_s": leg.conn.reconnect_timeout_s,
+            },
+            separators=(",", ":"),
+        )
+        keys = [directory.leg_key(leg.callsid)]
+        if link is not None:
+            keys.append(directory.link_key(link.link, self.gateway_id))
+        self._records[id(call)] = list({*self._records.get(id(call), []), *keys})
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, record, ex=int(LEG_RECORD_TTL_S))
+                await pipe.execute()
+
+        self._queue(PRESENCE_QUEUE, write)
+
+    def call_ended(self, call: BridgedCall) -> None:
+        """Router hook: forget the leg records of ``call``."""
+        keys = self._records.pop(id(call), None)
+        if keys:
+            self._queue(PRESENCE_QUEUE, lambda: self._delete(keys))
+
+    async def _delete(self, keys: list[str]) -> None:
+        await self._redis.delete(*keys)
+
+    async def adopt(self, conn: CallClient, invite: Invite) -> CallClient | bool:
+        """Router hook: where a reconnect for a leg this gateway does not hold goes.
+
+        The leg's record (by CallSid) must match the token and the client's account
+        and identity. If the gateway holding the leg is alive, the reconnect and all
+        the client's later frames for that call are relayed to it (True). If it is
+        gone and the record names this gateway as the far end of the leg's link, the
+        client takes the leg over here: the link's stand-in is returned. False
+        otherwise: the router refuses the reconnect as before.
+        """
+        try:
+            raw = await asyncio.wait_for(
+                self._redis.get(directory.leg_key(invite.callsid)), COMMAND_TIMEOUT_S
+            )
+        except _FAILURES as exc:
+            log.warning("cluster: cannot look up call %s (%s)", invite.callsid, exc)
+            return False
+        try:
+            record = json.loads(raw) if raw is not None else None
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            return False
+        digest = directory.token_digest(invite.reconnect or "")
+        if (
+            record.get("account") != conn.account_sid
+            or record.get("identity") != conn.identity
+            or not secrets.compare_digest(str(record.get("token", "")), digest)
+        ):
+            log.info("cluster: reconnect for %s does not match its record", invite.callsid)
+            return False
+        held_by, link = str(record.get("gateway", "")), str(record.get("link", ""))
+        if held_by == self.gateway_id:
+            return False  # ours, and the router does not know it: the call is over
+        if not await self._is_gone(held_by):
+            self._relay_to(held_by, conn, invite)
+            return True
+        found = self.links.get(link)
+        if record.get("peer") != self.gateway_id or found is None or found[0].closed:
+            log.info(
+                "cluster: call %s died with gateway %s (its other side is not here)",
+                invite.callsid,
+                held_by,
+            )
+            return False
+        client = found[0]
+        client.closed = True  # nothing more goes to the dead gateway
+        del self.links[link]
+        stale = [directory.leg_key(invite.callsid), directory.link_key(link, held_by)]
+        self._queue(PRESENCE_QUEUE, lambda: self._delete(stale))
+        return client
+
+    def _relay_to(self, gateway: str, conn: CallClient, invite: Invite) -> None:
+        """Serve ``conn``'s call on ``gateway`` through this one, starting with ``invite``."""
+        assert conn.account_sid is not None and conn.identity is not None
+        link = "RL" + secrets.token_hex(12)
+        self.relaying[link] = (conn, gateway)
+        self._relay_routes[(conn.id, invite.callsid)] = link
+        log.info(
+            "cluster: client:%s reconnected here for call %s of gateway %s: relaying it there",
+            conn.identity,
+            invite.callsid,
+            gateway,
+        )
+        attach = envelope.Attach(
+            link=link,
+            sender=self.gateway_id,
+            callsid=invite.callsid,
+            token=invite.reconnect or "",
+            account_sid=conn.account_sid,
+            identity=conn.identity,
+            hold_s=float(conn.reconnect_timeout_s),
+        )
+        self._publish(gateway, attach)
+
+    def relay_frame(self, conn: CallClient, message: Message) -> bool:
+        """Router hook: pass a relayed client's frame to the gateway holding its leg."""
+        callsid = getattr(message, "callsid", None)
+        link = self._relay_routes.get((conn.id, callsid)) if isinstance(callsid, str) else None
+        entry = self.relaying.get(link) if link is not None else None
+        if link is None or entry is None:
+            return False
+        self._publish(
+            entry[1], envelope.Relay(link=link, sender=self.gateway_id, frame=encode(message))
+        )
+        return True
+
+    def client_gone(self, conn: CallClient) -> None:
+        """Router hook: ``conn``'s socket closed; the gateways it was relayed to hear so."""
+        for route, link in list(self._relay_routes.items()):
+            if route[0] != conn.id:
+                continue
+            del self._relay_routes[route]
+            entry = self.relaying.pop(link, None)
+            if entry is not None:
+                self._publish(entry[1], envelope.Relay(link=link, sender=self.gateway_id))
+
+    async def _on_attach(self, attach: envelope.Attach) -> None:
+        """A client of ``attach.sender`` reconnected there for a leg of ours."""
+        client = RelayedClient(
+            link=attach.link,
+            own_gateway=self.gateway_id,
+            peer_gateway=attach.sender,
+            account_sid=attach.account_sid,
+            identity=attach.identity,
+            publish=self._publish,
+            reconnect_timeout_s=attach.hold_s,
+        )
+        self.relayed[attach.link] = client
+        reconnect = Invite(callsid=attach.callsid, sdp="", reconnect=attach.token)
+        await self.router.on_message(client, reconnect)
+
+    async def _on_relay(self, relay: envelope.Relay) -> None:
+        """A relayed frame: from a client of another gateway, or for a client here."""
+        relayed = self.relayed.get(relay.link)
+        if relayed is not None:
+            if relay.frame is None:  # its socket there closed
+                relayed.closed = True
+                del self.relayed[relay.link]
+                await self.router.on_connection_closed(relayed)
+                return
+            message = self._decode(relay.frame, C2S)
+            if message is not None:
+                await self.router.on_message(relayed, message)
+            return
+        entry = self.relaying.get(relay.link)
+        if entry is None or relay.frame is None:
+            return
+        message = self._decode(relay.frame, S2C)
+        if message is None:
+            return
+        entry[0].send(message)
+        if isinstance(message, Hangup | Cancel):  # that call is over: stop relaying it
+            self.relaying.pop(relay.link, None)
+            if message.callsid is not None:
+                self._relay_routes.pop((entry[0].id, message.callsid), None)
+
+    @staticmethod
+    def _decode(frame: str, direction: Any) -> Message | None:
+        try:
+            message = decode(frame, direction)
+        except MalformedMessage as exc:
+            log.warning("cluster: dropping a relayed frame that does not parse: %s", exc)
+            return None
+        return None if isinstance(message, Heartbeat) else message
+
+    async def _is_gone(self, gateway: str) -> bool:
+        if gateway in self.gone:
+            return True
+        try:
+            ((_, count),) = await asyncio.wait_for(
+                self._redis.pubsub_numsub(directory.channel(gateway)), COMMAND_TIMEOUT_S
+            )
+        except _FAILURES:
+            return False
+        return int(count) == 0
+
+    async def _check_peers(self) -> None:
+        """Find the far gateways of live links that nobody listens for any more."""
+        peers = {
+            client.peer_gateway
+            for client, _ in self.links.values()
+            if client.callsid is not None and not client.closed
+        }
+        for peer in set(self._absent_since) - peers:
+            del self._absent_since[peer]
+        if not peers:
+            return
+        ordered = sorted(peers)
+        counts = await self._redis.pubsub_numsub(*(directory.channel(p) for p in ordered))
+        now = time.monotonic()
+        for peer, (_, count) in zip(ordered, counts, strict=True):
+            if int(count) > 0:
+                self._absent_since.pop(peer, None)
+                self.gone.discard(peer)
+                continue
+            since = self._absent_since.setdefault(peer, now)
+            if now - since >= PEER_GONE_S and peer not in self.gone:
+                self.gone.add(peer)
+                await self._peer_gone(peer)
+
+    async def _peer_gone(self, peer: str) -> None:
+        """``peer`` died: its links' calls wait for their clients' reconnect windows."""
+        links = [
+            client
+            for client, _ in list(self.links.values())
+            if client.peer_gateway == peer and not client.closed and client.callsid is not None
+        ]
+        log.warning(
+            "cluster: gateway %s is gone (nobody on its channel for %g s): %d call(s) with "
+            "a leg there wait for their clients to reconnect here",
+            peer,
+            PEER_GONE_S,
+            len(links),
+        )
+        for client in links:
+            client.reconnect_timeout_s = await self._hold_of(client.link, peer)
+            await self.router.on_connection_closed(client)
+
+    async def _hold_of(self, link: str, gateway: str) -> float:
+        """The reconnect window of the client whose leg ``gateway`` held on ``link``."""
+        try:
+            raw = await self._redis.get(directory.link_key(link, gateway))
+            record = json.loads(raw) if raw is not None else {}
+        except (*_FAILURES, ValueError):
+            return 0.0
+        hold = record.get("hold_s", 0) if isinstance(record, dict) else 0
+        return float(hold) if isinstance(hold, int | float) else 0.0
+
     def _sweep_links(self) -> None:
         """Forget links that ended or that no call uses any more."""
         in_use = {
@@ -420,6 +750,9 @@ class ClusterNode:
         for link, (client, made) in list(self.links.items()):
             if client.closed or (id(client) not in in_use and made < cutoff):
                 del self.links[link]
+        for link, relayed in list(self.relayed.items()):
+            if relayed.closed or id(relayed) not in in_use:
+                del self.relayed[link]
 
 
 def new_gateway_id(edge: str) -> str:

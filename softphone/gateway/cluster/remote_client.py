@@ -27,7 +27,53 @@ Publish = Callable[[str, envelope.Envelope], None]
 """Queue an envelope for the gateway with that id."""
 
 
-class RemoteClient:
+class StandIn:
+    """What the router sees of a client on another gateway: who, and no token.
+
+    Its ``id`` is negative (never a socket's); it never places calls through this
+    router (no token); frames for it go to ``peer_gateway`` through ``publish``.
+    """
+
+    def __init__(
+        self,
+        *,
+        link: str,
+        own_gateway: str,
+        peer_gateway: str,
+        account_sid: str,
+        identity: str,
+        publish: Publish,
+        reconnect_timeout_s: float = 0.0,
+    ) -> None:
+        self.id = next(_ids)
+        self.link = link
+        self.own_gateway = own_gateway
+        self.peer_gateway = peer_gateway
+        self._account_sid = account_sid
+        self._identity = identity
+        self._publish = publish
+        self.closed = False
+        """True once nothing more may go to the far gateway for it."""
+        self.reconnect_timeout_s = reconnect_timeout_s
+        """How long its calls are held when its far side goes away."""
+
+    @property
+    def token(self) -> VerifiedToken | None:
+        """No token: a client of another gateway never places calls through this router."""
+        return None
+
+    @property
+    def identity(self) -> str:
+        """Whose leg it is."""
+        return self._identity
+
+    @property
+    def account_sid(self) -> str:
+        """The account of that identity."""
+        return self._account_sid
+
+
+class RemoteClient(StandIn):
     """One link's far side: the callee's gateway (on the caller's) or the caller's."""
 
     def __init__(
@@ -44,34 +90,17 @@ class RemoteClient:
     ) -> None:
         """``codec``: the only one the media offer the ``invite`` carries lists (the
         codec the caller's leg carries)."""
-        self.id = next(_ids)
-        self.link = link
-        self.own_gateway = own_gateway
-        self.peer_gateway = peer_gateway
-        self._account_sid = account_sid
-        self._identity = identity
-        self._publish = publish
+        super().__init__(
+            link=link,
+            own_gateway=own_gateway,
+            peer_gateway=peer_gateway,
+            account_sid=account_sid,
+            identity=identity,
+            publish=publish,
+        )
         self.callsid = callsid
         """The id our router knows this leg by (frames from the far side carry it)."""
-        self.closed = False
-        """True once either side ended the link: nothing more goes out."""
-        self.reconnect_timeout_s = 0.0
         self.codec = codec
-
-    @property
-    def token(self) -> VerifiedToken | None:
-        """No token: a far leg never places calls through this router."""
-        return None
-
-    @property
-    def identity(self) -> str:
-        """Whose leg it is (the callee on the caller's gateway, the caller on the callee's)."""
-        return self._identity
-
-    @property
-    def account_sid(self) -> str:
-        """The account both legs belong to."""
-        return self._account_sid
 
     def send(self, message: Message) -> bool:
         """Pass the router's frame to the far gateway as a link event (or drop it)."""
