@@ -5,6 +5,7 @@
 every 0.5 s: process CPU seconds (all threads, from ``getrusage``), the
 monotonic time, the 99th percentile event-loop lag of the last interval, the
 live calls and the bridge packet counters. It stops when stdin closes.
+``--loop uvloop`` (or ``SOFTPHONE_BENCH_LOOP=uvloop``) runs it on uvloop.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
@@ -24,6 +26,8 @@ from softphone.media.aiortc_hooks import use_host_addresses
 LAG_PROBE_S = 0.05
 """How often the event-loop lag is sampled (rarely enough to cost nothing measurable)."""
 REPORT_S = 0.5
+LOOP_ENV = "SOFTPHONE_BENCH_LOOP"
+"""Set to ``uvloop`` to measure the gateway on uvloop (``python -m benchmarks`` passes it on)."""
 
 
 def cpu_seconds() -> float:
@@ -33,14 +37,20 @@ def cpu_seconds() -> float:
 
 
 def _bridge_counters(gateway: Gateway) -> dict[str, int]:
-    received = forwarded = transcoded = 0
+    received = forwarded = direct = transcoded = 0
     for call in gateway.calls.calls:
         bridge: Any = getattr(call, "bridge", None)
         for direction in bridge.stats() if bridge is not None else []:
             received += direction.received
             forwarded += direction.forwarded
+            direct += direction.sent_directly
             transcoded += direction.transcoded_out
-    return {"received": received, "forwarded": forwarded, "transcoded": transcoded}
+    return {
+        "received": received,
+        "forwarded": forwarded,
+        "sent_directly": direct,
+        "transcoded": transcoded,
+    }
 
 
 async def _serve(path: str) -> None:
@@ -90,8 +100,19 @@ def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--path", choices=("ours", "aiortc"), default="ours")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default=os.environ.get(LOOP_ENV, "asyncio"),
+        help=f"event loop (default: ${LOOP_ENV}, else asyncio; uvloop is an optional extra)",
+    )
     args = parser.parse_args()
-    asyncio.run(_serve(args.path))
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(_serve(args.path))
+    else:
+        asyncio.run(_serve(args.path))
 
 
 if __name__ == "__main__":

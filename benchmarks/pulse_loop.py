@@ -1,10 +1,12 @@
 """A real speaker-to-microphone loop: a private PulseAudio daemon, through PortAudio.
 
-:class:`PulseLoop` starts ``pulseaudio`` with one null sink, ``spk``, as the
+:func:`pulse_loop` starts ``pulseaudio`` with one null sink, ``spk``, as the
 default sink, and its monitor as the default source: whatever the SDK plays
 on PortAudio's default output comes back on PortAudio's default input, after
 the real device buffering of PortAudio, ALSA's pulse plugin and the daemon.
-The daemon lives in a temporary directory and is stopped by PID.
+Other null sinks and another default source can be asked for (the PortAudio
+call test plays its "microphone" into a second sink). The daemon lives in a
+temporary directory and is stopped by PID.
 
 :func:`measure` plays speech through an :class:`OutputMixer` on a
 ``PortAudioSink`` and reads a ``PortAudioSource`` through the built-in voice
@@ -20,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +64,20 @@ def missing() -> str | None:
 
 
 @contextmanager
-def pulse_loop(set_env: Callable[[str, str], None] | None = None) -> Iterator[dict[str, str]]:
-    """Run the daemon; yields its environment. ``set_env(key, value)`` points this
-    process at it (default: ``os.environ``, restored afterwards; tests pass
-    ``monkeypatch.setenv``). Raises :class:`PulseUnavailableError`."""
+def pulse_loop(
+    set_env: Callable[[str, str], None] | None = None,
+    *,
+    sinks: Sequence[str] = ("spk",),
+    source: str = "spk.monitor",
+) -> Iterator[dict[str, str]]:
+    """Run the daemon; yields its environment (for ``pactl``, ``paplay``, ``parec``).
+
+    ``sinks``: the null sinks to create, the first one the default sink;
+    ``source``: the default source (the first sink's monitor: the loop).
+    ``set_env(key, value)`` points this process at it (default:
+    ``os.environ``, restored afterwards; tests pass ``monkeypatch.setenv``).
+    Raises :class:`PulseUnavailableError` if it cannot run here.
+    """
     problem = missing()
     if problem:
         raise PulseUnavailableError(problem)
@@ -84,19 +96,19 @@ def pulse_loop(set_env: Callable[[str, str], None] | None = None) -> Iterator[di
                 "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
                 "--log-target=stderr", "--log-level=error",
                 "--load=module-native-protocol-unix",
-                "--load=module-null-sink sink_name=spk",
+                *(f"--load=module-null-sink sink_name={sink}" for sink in sinks),
             ],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         saved = {key: os.environ.get(key) for key in _ENV_KEYS}
         try:
             _wait_ready(daemon, env)
-            for args in (("set-default-sink", "spk"), ("set-default-source", "spk.monitor")):
+            for args in (("set-default-sink", sinks[0]), ("set-default-source", source)):
                 _pactl(env, *args)
             for key in _ENV_KEYS:
                 (set_env or os.environ.__setitem__)(key, env[key])
-            if not portaudio.rescan():
-                raise PulseUnavailableError("a PortAudio stream is open: cannot rescan devices")
+            if not portaudio.rescan():  # a leak, not a missing tool: fail, do not skip
+                raise RuntimeError("a PortAudio stream is still open: cannot rescan devices")
             yield env
         finally:
             daemon.terminate()

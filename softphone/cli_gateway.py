@@ -61,6 +61,13 @@ def add_gateway_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
             "is public (anyone who reaches the gateway can then place calls)"
         ),
     )
+    p.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop: uvloop (the optional extra softphone[uvloop]) forwards media "
+        "with less CPU per call (benchmarks/README.md)",
+    )
     _add_api_options(p)
     _add_media_options(p)
     _add_limit_options(p)
@@ -521,7 +528,18 @@ def _run_gateway(args: argparse.Namespace) -> int:
             await gateway.stop()
 
     try:
-        asyncio.run(serve())
+        if args.loop == "uvloop":
+            try:
+                import uvloop
+            except ImportError:
+                print(
+                    "softphone gateway: --loop uvloop needs uvloop (pip install softphone[uvloop])",
+                    file=sys.stderr,
+                )
+                return 2
+            uvloop.run(serve())
+        else:
+            asyncio.run(serve())
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how a server is stopped
     except CallStoreError as exc:

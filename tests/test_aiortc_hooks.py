@@ -13,6 +13,7 @@ import inspect
 import struct
 import subprocess
 import sys
+import time
 from typing import Any
 
 import aioice
@@ -21,10 +22,13 @@ import aioice.ice
 import aioice.stun
 import aioice.turn
 import aiortc
+import aiortc.clock
 import aiortc.codecs
+import aiortc.rtcdtlstransport
 import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
+import aiortc.rtp
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
@@ -111,12 +115,119 @@ def test_fence_codec_table_and_preference_filter() -> None:
 
 
 def test_fence_sender_send_path() -> None:
-    """DtmfSender and stamp_track_payload_types wrap the sender's ``transport._send_rtp``."""
+    """SendPath (payload type, numbering, DTMF) wraps the sender's ``transport._send_rtp``."""
     run_src = inspect.getsource(RTCRtpSender._run_rtp)
     assert "self.transport._send_rtp(packet_bytes)" in run_src
     assert "packet.ssrc = self._ssrc" in run_src
     assert _params(RTCDtlsTransport._send_rtp) == ["self", "data"]
     assert inspect.iscoroutinefunction(RTCDtlsTransport._send_rtp)
+
+
+def test_fence_forwarding_sender_counters_and_reports() -> None:
+    """SendPath.forward keeps the counters aiortc's loop keeps, and patches its SRs."""
+    run_src = inspect.getsource(RTCRtpSender._run_rtp)
+    assert "self.__octet_count += len(payload)" in run_src
+    assert "self.__packet_count += 1" in run_src
+    assert "packet.extensions.mid = self.__mid" in run_src
+    assert "packet.serialize(self.__rtp_header_extensions_map)" in run_src
+    stats_src = inspect.getsource(RTCRtpSender.getStats)
+    assert "packetsSent=self.__packet_count" in stats_src
+    assert "bytesSent=self.__octet_count" in stats_src
+    send_src = inspect.getsource(RTCRtpSender.send)
+    assert "self.__started = True" in send_src
+    assert "self.__rtp_header_extensions_map.configure(parameters)" in send_src
+    rtcp_src = inspect.getsource(RTCRtpSender._run_rtcp)
+    # the SR aiortc builds goes through transport._send_rtp after __lsr is set, so the
+    # NTP time SendPath writes into it must also become __lsr (RTT from the echo)
+    assert rtcp_src.index("self.__lsr = ") < rtcp_src.index("await self._send_rtcp(packets)")
+    assert "if self.__lsr == report.lsr and report.dlsr:" in inspect.getsource(
+        RTCRtpSender._handle_rtcp_packet
+    )
+    assert "await self.transport._send_rtp(payload)" in inspect.getsource(RTCRtpSender._send_rtcp)
+    # the offsets patch_sender_report writes: NTP at 8..16, RTP timestamp at 16..20
+    sr = aiortc.rtp.RtcpSrPacket(
+        ssrc=7,
+        sender_info=aiortc.rtp.RtcpSenderInfo(
+            ntp_timestamp=0x0102030405060708,
+            rtp_timestamp=0x0A0B0C0D,
+            packet_count=1,
+            octet_count=2,
+        ),
+    )
+    raw = bytes(sr)
+    assert raw[1] == 200 and raw[4:8] == (7).to_bytes(4, "big")
+    assert raw[8:16] == (0x0102030405060708).to_bytes(8, "big")
+    assert raw[16:20] == (0x0A0B0C0D).to_bytes(4, "big")
+
+
+def test_fence_dtls_transport_send_and_receive() -> None:
+    """What SendPath.forward and the inline receive do in place of aiortc's coroutines."""
+    send = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "data = self._tx_srtp.protect(data)" in send
+    assert "await self.transport._send(data)" in send
+    assert "self.__tx_bytes += len(data)" in send and "self.__tx_packets += 1" in send
+    assert "if self._state != State.CONNECTED:" in send
+    recv = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self.__rx_bytes += len(data)" in recv and "self.__rx_packets += 1" in recv
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in recv
+    assert "data = self._rx_srtp.unprotect(data)" in recv
+    assert "arrival_time_ms = clock.current_ms()" in recv
+    handle = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "RtpPacket.parse(data, self._rtp_header_extensions_map)" in handle
+    assert "receiver = self._rtp_router.route_rtp(packet)" in handle
+    assert _params(aiortc.rtcdtlstransport.RtpRouter.route_rtp) == ["self", "packet"]
+    assert hooks._DTLS_CONNECTED is aiortc.rtcdtlstransport.State.CONNECTED
+    # aiortc's arrival clock, which _receive_srtp_now computes without datetimes
+    assert abs(aiortc.clock.current_ms() - int((time.time() + 2_208_988_800) * 1000)) < 1000
+
+
+def test_fence_aioice_data_path() -> None:
+    """Sending without awaiting, and receiving without aioice's queue."""
+    assert (
+        inspect.getsource(aioice.ice.StunProtocol.send_data)
+        .rstrip()
+        .endswith("self.transport.sendto(data, addr)")
+    )
+    assert hooks._STUN_SEND_DATA is aioice.ice.StunProtocol.send_data
+    sendto = inspect.getsource(aioice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert (
+        inspect.getsource(aioice.Connection.data_received)
+        .rstrip()
+        .endswith("self._queue.put_nowait((data, component))")
+    )
+    received = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "message = stun.parse_message(data)" in received
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert _params(aioice.ice.StunProtocol.datagram_received) == ["self", "data", "addr"]
+    # a relay candidate's transport (TurnTransport) sends synchronously too
+    assert not inspect.iscoroutinefunction(aioice.turn.TurnTransport.sendto)
+
+
+def test_fence_receiver_decoder_thread() -> None:
+    """ReceiveShim stops aiortc's decoder thread while a tap consumes, restarts it after."""
+    receive = inspect.getsource(RTCRtpReceiver.receive)
+    assert "self.__decoder_thread = threading.Thread(" in receive
+    assert "target=decoder_worker" in receive
+    assert "self._track._queue," in receive and "self.__decoder_error," in receive
+    assert "self.__started = True" in receive
+    assert _params(aiortc.rtcrtpreceiver.decoder_worker) == [
+        "loop",
+        "input_q",
+        "output_q",
+        "decode_error",
+    ]
+    stop = inspect.getsource(RTCRtpReceiver._RTCRtpReceiver__stop_decoder)
+    assert "self.__decoder_queue.put(None)" in stop and "self.__decoder_thread = None" in stop
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "if encoded_frame is not None and self.__decoder_thread:" in handle
+
+
+def test_fence_rtp_packet_attributes_of_the_fast_parser() -> None:
+    """_parse_rtp sets exactly what RtpPacket.__init__ sets."""
+    made = hooks._parse_rtp(_audio_packet(1, 2))
+    assert set(vars(made)) == set(vars(RtpPacket()))
 
 
 @pytest.mark.parametrize("name", ["opus", "PCMU", "PCMA", "G722"])
@@ -689,8 +800,8 @@ async def test_payload_type_follows_the_packet_track() -> None:
     sender = FakeSender(ssrc=1234)
     track = type("Track", (), {"payload_type": 0})()
     sender.track = track  # type: ignore[attr-defined]
-    hooks.stamp_track_payload_types(sender)
-    hooks.stamp_track_payload_types(sender)  # idempotent: wrapped once
+    path = hooks.send_path(sender)
+    assert hooks.send_path(sender) is path  # idempotent: wrapped once
     rtcp = bytes([0x80, 200]) + bytes(26)
     await sender.transport._send_rtp(_audio_packet(1, 0))
     await sender.transport._send_rtp(_audio_packet(2, 0, ssrc=999))

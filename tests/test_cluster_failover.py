@@ -34,14 +34,17 @@ from softphone.audio_backends import MemorySink, ToneSource
 from softphone.audio_backends.analysis import dominant_frequency
 from softphone.core.call import Call
 from softphone.core.device import Device
-from softphone.gateway.accounts import DEV_ACCOUNT_SID, AccountStore
+from softphone.gateway.accounts import DEV_ACCOUNT_SID, AccountStore, ApiKey
 from softphone.gateway.cluster import directory
 from softphone.gateway.server import Gateway, GatewayConfig
+from softphone.gateway.tokens import mint_token
 from softphone.signaling.messages import Invite, Listen, encode
 
 __all__ = ["cluster", "redis_server"]  # fixtures, used by name
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+OTHER_ACCOUNT = "AC" + "0" * 31 + "2"
+OTHER_KEY = "SK" + "0" * 31 + "2"
 ALICE_HZ = 1000.0
 BOB_HZ = 1500.0
 
@@ -243,13 +246,23 @@ async def test_a_reconnect_landing_on_another_live_gateway_is_relayed_to_the_leg
         await proxy.stop()
 
 
-async def test_another_identity_cannot_use_a_reconnect_token_on_another_gateway(
+@pytest.mark.parametrize("thief", ["eve of the same account", "alice of another account"])
+async def test_another_client_cannot_use_a_reconnect_token_on_another_gateway(
+    thief: str,
     cluster: tuple[Gateway, Gateway],
+    accounts: AccountStore,
     devices: DeviceFactory,
     redis_server: RedisServer,
     make_token: Callable[..., str],
 ) -> None:
     gw_a, gw_b = cluster
+    if thief.startswith("eve"):
+        stolen_with = make_token("eve")
+    else:  # same identity, but another account (the gateways share the account store)
+        accounts.add_account(OTHER_ACCOUNT)
+        key = ApiKey(OTHER_KEY, "another-account-secret-of-32-bytes!", OTHER_ACCOUNT)
+        accounts.add_key(key)
+        stolen_with = mint_token(key, "alice")
     bob = Listener(devices("bob", gw_b.url, BOB_HZ))
     await bob.device.register()
     await redis_server.wait_presence(DEV_ACCOUNT_SID, "bob", "gw-b")
@@ -263,8 +276,8 @@ async def test_another_identity_cannot_use_a_reconnect_token_on_another_gateway(
             break
         await asyncio.sleep(0.02)
 
-    async with connect(gw_b.url) as eve:  # eve presents alice's CallSid and token on B
-        await eve.send(encode(Listen(token=make_token("eve"))))
+    async with connect(gw_b.url) as eve:  # the thief presents alice's CallSid and token on B
+        await eve.send(encode(Listen(token=stolen_with)))
         assert json.loads(await eve.recv())["type"] == "connected"
         await eve.send(encode(Invite(callsid=callsid, sdp=OFFER, reconnect=token, twilio={})))
         reply = json.loads(await asyncio.wait_for(eve.recv(), 10))

@@ -1,22 +1,20 @@
 """The PortAudio backend on real (PulseAudio null-sink) devices, in a real call.
 
-A private PulseAudio daemon with two null sinks stands in for hardware
-(aiortc-probe.md §7): ``mic_src``, whose monitor is the default source (the
-"microphone": the test plays into it), and ``spk``, the default sink (the
-"speaker": the test records its monitor). The SDK opens the default devices
-through PortAudio and ALSA's pulse plugin, as it would on a desktop. A tone
-played into the microphone reaches bob through alice's PortAudio input, aiortc
-and the gateway; bob's voice comes out of alice's PortAudio speaker. The daemon
-is started by the fixture and stopped by PID; without PulseAudio or PortAudio
-the tests skip and say what to install.
+A private PulseAudio daemon (``benchmarks.pulse_loop``) with two null sinks
+stands in for hardware (aiortc-probe.md §7): ``mic_src``, whose monitor is
+the default source (the "microphone": the test plays into it), and ``spk``,
+the default sink (the "speaker": the test records its monitor). The SDK opens
+the default devices through PortAudio and ALSA's pulse plugin, as it would on
+a desktop. A tone played into the microphone reaches bob through alice's
+PortAudio input, aiortc and the gateway; bob's voice comes out of alice's
+PortAudio speaker. The daemon is started by the fixture and stopped by PID;
+without PulseAudio or PortAudio the tests skip and say what to install.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import pytest
 from calltools import Listener, open_call
 from recorders import eventually
 
+from benchmarks.pulse_loop import INSTALL, PulseUnavailableError, pulse_loop
 from softphone.audio_backends import FileSink, ToneSource, portaudio
 from softphone.audio_backends.analysis import detect_tone
 from softphone.audio_backends.base import SAMPLE_RATE
@@ -32,24 +31,14 @@ from softphone.core.device import Device
 
 DeviceFactory = Callable[..., Device]
 MIC_HZ, BOB_HZ = 1000.0, 1900.0
-
-TOOLS = ("pulseaudio", "pactl", "paplay", "parec")
-INSTALL = (
-    "apt-get install -y --no-install-recommends pulseaudio pulseaudio-utils "
-    "libasound2-plugins alsa-utils libportaudio2; pip install sounddevice"
-)
+CLIENTS = ("paplay", "parec")
 
 
 class Pulse:
-    """The running daemon: its environment and helpers to play and record."""
+    """The running daemon's environment, to play into a sink and record a source."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-
-    def pactl(self, *args: str) -> str:
-        return subprocess.run(
-            ["pactl", *args], env=self.env, capture_output=True, text=True, check=True, timeout=10
-        ).stdout
 
     def play(self, wav: Path, sink: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(["paplay", "-d", sink, str(wav)], env=self.env)
@@ -63,63 +52,17 @@ class Pulse:
 
 
 @pytest.fixture
-def pulse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pulse]:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"PulseAudio is not installed ({', '.join(missing)} missing): {INSTALL}")
-    if not portaudio.is_available():
-        pytest.skip(f"PortAudio (sounddevice + libportaudio2) is not available: {INSTALL}")
-    if not Path("/usr/share/alsa/alsa.conf.d/50-pulseaudio.conf").exists() and not list(
-        Path("/usr/share/alsa/alsa.conf.d").glob("*pulse*")
-    ):
-        pytest.skip(f"ALSA's pulse plugin (libasound2-plugins) is not installed: {INSTALL}")
-    home = tmp_path / "pulse-home"
-    runtime = home / "run"
-    runtime.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "PULSE_RUNTIME_PATH": str(runtime),
-        "XDG_RUNTIME_DIR": str(runtime),
-        "PULSE_SERVER": f"unix:{runtime}/native",
-    }
-    daemon = subprocess.Popen(
-        [
-            "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
-            "--log-target=stderr", "--log-level=error",
-            "--load=module-native-protocol-unix",
-            "--load=module-null-sink sink_name=mic_src",
-            "--load=module-null-sink sink_name=spk",
-        ],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    server = Pulse(env)
+def pulse(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pulse]:
+    absent = [tool for tool in CLIENTS if shutil.which(tool) is None]
+    if absent:
+        pytest.skip(f"PulseAudio's clients are not installed ({', '.join(absent)}): {INSTALL}")
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                server.pactl("info")
-                break
-            except subprocess.CalledProcessError:
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    err = daemon.stderr.read().decode() if daemon.stderr else ""
-                    pytest.skip(f"PulseAudio did not start here: {err.strip()[:300]}")
-                time.sleep(0.1)
-        server.pactl("set-default-sink", "spk")
-        server.pactl("set-default-source", "mic_src.monitor")
-        for key in ("HOME", "PULSE_RUNTIME_PATH", "XDG_RUNTIME_DIR", "PULSE_SERVER"):
-            monkeypatch.setenv(key, env[key])
-        assert portaudio.rescan(), "a PortAudio stream was left open by an earlier test"
-        yield server
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        if portaudio.is_available():
-            portaudio.rescan()
+        with pulse_loop(
+            monkeypatch.setenv, sinks=("spk", "mic_src"), source="mic_src.monitor"
+        ) as env:
+            yield Pulse(env)
+    except PulseUnavailableError as exc:
+        pytest.skip(str(exc))
 
 
 def _tone_wav(path: Path, freq: float, seconds: float) -> Path:

@@ -94,6 +94,39 @@ def test_reference_track_places_frames_by_when_they_are_heard() -> None:
     assert not track.read(flushed + FRAME, later + FRAME - flushed - FRAME).any()
 
 
+def _ms(ms: float) -> int:
+    return position(ms / 1000)
+
+
+def test_reference_restarts_where_an_output_that_ran_dry_plays_again() -> None:
+    """A late loop or late call audio: the output plays everything queued, then silence,
+    and waits for its 60 ms margin. The next frames are not contiguous with the old ones
+    (which the contiguous position alone would assume for up to RESYNC_S)."""
+    track = ReferenceTrack()
+    for i in range(5):  # written every 20 ms, heard 60 ms later: heard until 160 ms
+        track.push(block(1), _ms(60 + 20 * i), _ms(20 * i))
+    # written in a burst at 200 ms, when everything had been heard; each one is said to
+    # play after the margin (60 ms), but together they fill it: they play at once
+    for value in (2, 3, 4, 5):
+        track.push(block(value), _ms(260), _ms(200))
+    assert not track.read(_ms(160), _ms(40)).any()  # the silence the output played
+    expected = np.repeat([2, 3, 4, 5], FRAME)
+    assert (track.read(_ms(200), 4 * FRAME) == expected).all()
+    assert track.end == _ms(280) and track.resyncs == 1
+
+    # written on time after running dry again: the margin fills with the third frame
+    for i, value in enumerate((6, 7, 8)):  # said to play 60 ms after written, while waiting
+        track.push(block(value), _ms(400 + 20 * i + 60), _ms(400 + 20 * i))
+    track.push(block(9), _ms(460 + 40), _ms(460))  # playing: 40 ms queued ahead of it
+    assert (track.read(_ms(440), 4 * FRAME) == np.repeat([6, 7, 8, 9], FRAME)).all()
+    for i in range(8):
+        track.push(block(10), _ms(520 + 20 * i), _ms(480 + 20 * i))
+    # RESTART_S after the restart the margin has filled: jitter is smoothed again
+    for i in range(10):
+        track.push(block(11), _ms(680 + 20 * i - 15 * (i % 2)), _ms(640 + 20 * i))
+    assert (track.read(_ms(680), 10 * FRAME) == 11).all() and track.end == _ms(880)
+
+
 def test_far_end_sums_outputs_and_forgets_dropped_ones() -> None:
     far = FarEnd()
     a, b = far.track(), far.track()
@@ -180,6 +213,40 @@ def test_the_lead_is_set_once_and_moves_only_when_it_must() -> None:
     assert processor.lead_ms == 40
     tick = run(200, 0.01, tick)  # it shrank for good: the reference would not be there
     assert processor.lead_ms == 10
+
+
+def test_the_lead_never_stays_beyond_the_reference_written() -> None:
+    """Set while the output's first frames said 20 ms too much (waiting for its margin),
+    the lead then exceeded the reference by 15 ms: the last 15 ms of every reference
+    block were silence, and the canceller never converged (1-3 dB in a call)."""
+    far = FarEnd()
+    track = far.track()
+    engine = Recorder()
+    processor = CaptureProcessor(far, engine)
+    for tick in range(300):
+        now = tick * FRAME
+        playout = 0.1235 if tick < 24 else 0.1055  # 124 ms, then 106 ms ahead
+        track.push(block(7), now + position(playout), now)
+        processor.process(block(1000), now)
+    assert processor.lead_ms <= 105
+    assert all((far_frame == 7).all() for _, far_frame, _ in engine.pairs[-50:])  # no gaps
+
+
+def test_the_lead_does_not_follow_an_output_starved_for_a_while() -> None:
+    """Late call audio: the output gets a frame now and then with little queued, then
+    refills. Moving the lead for that would make the canceller re-converge after it."""
+    far = FarEnd()
+    track = far.track()
+    processor = CaptureProcessor(far, Recorder())
+    for tick in range(300):
+        now = tick * FRAME
+        starved = 50 <= tick < 110
+        if not starved or tick % 3 == 0:
+            track.push(block(1), now + position(0.01 if starved else 0.1), now)
+        processor.process(block(1000), now)
+        if tick == 49:
+            assert processor.lead_ms == 100
+    assert processor.lead_ms == 100
 
 
 def test_odd_block_sizes_and_engine_switches() -> None:

@@ -249,7 +249,7 @@ class VoiceProcessing:
         track = self.far_end.track()
 
         def tap(frame: Pcm, heard_at: float) -> None:
-            track.push(frame, position(heard_at))
+            track.push(frame, position(heard_at), position(self.clock()))
 
         return tap
 

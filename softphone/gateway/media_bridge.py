@@ -16,9 +16,14 @@ The router asks for a bridge once both legs have negotiated:
   into the other leg's first codec.
 * :func:`echo` sends a leg's audio back to it (the echo application).
 
-Both legs keep their own SRTP, sequence numbers and RTCP (aiortc does those per
-leg); RFC 4733 events reach the other leg through the router, which relays
-digits, while the audio stream carries codec silence in their place.
+Both legs keep their own SRTP, SSRC, sequence numbers, timestamps and RTCP: a
+forwarded packet is received, decrypted and re-sent under the target leg's
+header on the one event-loop step its datagram arrived on (no queue, no
+sender task: :class:`~softphone.media.aiortc_hooks.SendPath`), numbered on
+one line with what the leg sends itself before and after the bridge, and
+counted in its sender reports. RFC 4733 events reach the other leg through
+the router, which relays digits (injected into the forwarded stream), while
+the audio stream carries codec silence in their place.
 Closing either peer connection ends the bridge with it; :meth:`Bridge.close`
 detaches it while both live (each leg then sends its own source again).
 """
@@ -61,6 +66,9 @@ class DirectionStats:
     """Lost source frames rebuilt from Opus FEC while transcoding."""
     dropped: int
     """Payloads dropped because the target leg's sender fell behind."""
+    sent_directly: int = 0
+    """Payloads the target leg sent on the event-loop step they arrived on (once its
+    sender runs: the forwarding fast path), not through aiortc's sender task."""
 
 
 class _Direction:
@@ -70,8 +78,13 @@ class _Direction:
         target_codec = _send_codec(target)
         self._target = target
         self._target_codec = target_codec
-        self._target_pts = _forwardable(target)
         self._source_codecs = {c.pt: c for c in _audio_codecs(source)}
+        target_pts = _forwardable(target)
+        self._forward_pts = {  # source PT -> target PT, for payloads forwarded as they are
+            pt: target_pts[codec_key(codec)]
+            for pt, codec in self._source_codecs.items()
+            if codec_key(codec) in target_pts
+        }
         self._transcoders: dict[int, Transcoder] = {}
         self.track = PacketTrack(target_codec.clock_rate)
         self.received = 0
@@ -83,13 +96,13 @@ class _Direction:
 
     def _on_packet(self, packet: RtpTapPacket) -> None:
         self.received += 1
-        codec = self._source_codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        target_pt = self._target_pts.get(codec_key(codec))
+        target_pt = self._forward_pts.get(packet.payload_type)
         if target_pt is not None:
             self.forwarded += 1
-            self.track.push(packet.payload, packet.timestamp, target_pt)
+            self.track.push(packet.payload, packet.timestamp, target_pt, packet.marker)
+            return
+        codec = self._source_codecs.get(packet.payload_type)
+        if codec is None:
             return
         transcoder = self._transcoders.get(packet.payload_type)
         if transcoder is None:
@@ -112,6 +125,7 @@ class _Direction:
             transcoded_out=sum(t.packets_out for t in coders),
             recovered=sum(t.frames_recovered for t in coders),
             dropped=self.track.packets_dropped,
+            sent_directly=self.track.packets_sent_directly,
         )
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.protocol import State
@@ -57,10 +57,10 @@ class _FirstLine(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport (uvloop's are not asyncio.Transport subclasses)
+        self._transport = cast(asyncio.Transport, transport)
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._open_timeout, transport.abort)
+        self._timer = loop.call_later(self._open_timeout, self._transport.abort)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None

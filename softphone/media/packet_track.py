@@ -12,15 +12,25 @@ Timestamps are pushed in the payload codec's RTP units on any origin; the
 changes of what it sends. Gaps (a lost packet upstream) stay gaps, so the far
 end's jitter buffer conceals them. A payload may carry its own payload type
 (any codec negotiated on the leg, not only the first).
+
+Once the leg's sender runs, the peer connection gives the track a *sink*
+(:meth:`use_sink`): pushed payloads then go out at once, on the event-loop step
+that brought them, without waiting in the queue for the sender's task (the
+gateway's hot path). The queue only holds what comes before the leg connects,
+and a payload goes straight out only while nothing is queued, so order is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["MAX_QUEUED_PACKETS", "PacketTrack", "QueuedPayload"]
+__all__ = ["MAX_QUEUED_PACKETS", "PacketSink", "PacketTrack", "QueuedPayload"]
+
+PacketSink = Callable[[bytes, int, "int | None", bool], bool]
+"""``sink(payload, timestamp, payload_type, marker)``: True when sent, False to queue it."""
 
 MAX_QUEUED_PACKETS = 10
 """Payloads waiting for the sender; past this the oldest is dropped (200 ms at 20 ms)."""
@@ -50,18 +60,36 @@ class PacketTrack:
         self._max_queued = max_queued
         self._waiter: asyncio.Future[None] | None = None
         self._detached = False
+        self._sink: PacketSink | None = None
         self.packets_pushed = 0
         self.packets_dropped = 0
+        self.packets_sent_directly = 0
 
-    def push(self, payload: bytes, timestamp: int, payload_type: int | None = None) -> None:
-        """Queue one payload with its RTP timestamp (its codec's clock, any origin).
+    def use_sink(self, sink: PacketSink | None) -> None:
+        """Send pushed payloads through ``sink`` when it takes them (None: queue them all)."""
+        self._sink = sink
+
+    def push(
+        self,
+        payload: bytes,
+        timestamp: int,
+        payload_type: int | None = None,
+        marker: bool = True,
+    ) -> None:
+        """Send or queue one payload with its RTP timestamp (its codec's clock, any origin).
 
         ``payload_type`` None sends it with the leg's first negotiated codec's PT.
+        ``marker`` is the RTP marker bit for a payload sent through the sink (the
+        source packet's; aiortc's own loop sets it on every audio packet).
         """
         if self._detached:
             return
-        self._queue.append(QueuedPayload(payload, timestamp, payload_type))
         self.packets_pushed += 1
+        sink = self._sink
+        if sink is not None and not self._queue and sink(payload, timestamp, payload_type, marker):
+            self.packets_sent_directly += 1
+            return
+        self._queue.append(QueuedPayload(payload, timestamp, payload_type))
         if len(self._queue) > self._max_queued:
             self._queue.popleft()
             self.packets_dropped += 1
@@ -70,6 +98,7 @@ class PacketTrack:
     def detach(self) -> None:
         """Stop feeding the sender: drop what is queued and end a waiting :meth:`next`."""
         self._detached = True
+        self._sink = None
         self._queue.clear()
         self._wake()
 

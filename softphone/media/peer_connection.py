@@ -342,7 +342,7 @@ class PeerConnection:
         if self._transceiver is None:
             raise RuntimeError("no transceiver yet: call create_offer or create_answer first")
         if track is not None:
-            hooks.stamp_track_payload_types(self._transceiver.sender)
+            hooks.forward_packets(self._transceiver.sender, track, self._codecs)
         self._send_track.use_packets(track)
 
     # ------------------------------------------------------------------ negotiation

@@ -9,14 +9,17 @@ touching aiortc at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["RtpTap", "RtpTapPacket"]
 
 
-@dataclass(frozen=True, slots=True)
-class RtpTapPacket:
-    """An incoming RTP packet (SRTP removed) as a tap sees it."""
+class RtpTapPacket(NamedTuple):
+    """An incoming RTP packet (SRTP removed) as a tap sees it.
+
+    A named tuple: immutable, and made for every packet of every leg, twice as
+    cheap to build as a frozen dataclass.
+    """
 
     payload_type: int
     sequence_number: int

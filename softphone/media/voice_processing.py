@@ -19,7 +19,9 @@ Measured times jitter (device buffers drain in blocks, the event loop is late
 now and then), so both sides keep a contiguous position (:class:`Cursor`) and
 follow the measurements only when they disagree for a sustained stretch: the
 canceller sees continuous signals, and only real changes (playback restarting
-after idle, a buffer flushed) move the alignment.
+after idle, a buffer flushed) move the alignment. One change is known at once:
+an output written to after it had played everything (a late loop or late call
+audio made it run dry) restarts where it says, not right after the old audio.
 
 The canceller must get each reference frame no later than its echo, and
 WebRTC's AEC3 finds the rest of the delay itself within about 400 ms
@@ -87,6 +89,10 @@ RESYNC_S = 0.15
 DRIFT_TOLERANCE_S = 0.012
 """A sustained disagreement larger than this moves the contiguous position."""
 
+RESTART_S = 0.2
+"""After the output ran dry, how long the frames since the restart may still move earlier
+(its playout margin, 60 ms for PortAudio, fills within this)."""
+
 DRIFT_WINDOW = 25
 """Blocks (0.5 s of 20 ms blocks) whose median disagreement is compared with the tolerance."""
 
@@ -95,9 +101,6 @@ LEAD_WINDOW = 100
 
 LEAD_SETTLE_BLOCKS = 10
 """Blocks over which the lead follows the written-ahead reference before it is set."""
-
-LEAD_STEP_S = 0.02
-"""The lead moves down only when the reference written ahead stays this much short."""
 
 ESTIMATE_WINDOW_S = 3.0
 """Microphone history correlated with the reference to find the echo's delay."""
@@ -232,12 +235,34 @@ class Cursor:
         self.next = start + length
         return start
 
+    def restart(self, measured: int) -> None:
+        """Continue at ``measured``: the stream broke (an output that ran dry)."""
+        if self.next is not None:
+            self.resyncs += 1
+        self.next = measured
+        self._errors.clear()
+
+    def shift(self, samples: int) -> None:
+        """Move the contiguous position by ``samples`` (what was placed moved with it)."""
+        if self.next is not None:
+            self.next += samples
+        self._errors.clear()
+
 
 class ReferenceTrack:
     """What one output plays, by the time it is heard, for the last :data:`REFERENCE_HISTORY_S`.
 
     Positions never written (before the first frame, gaps while the output
     was idle) read as silence.
+
+    Frames are kept contiguous (:class:`Cursor`) except when the output ran
+    dry. A frame written after everything before it was heard (the event
+    loop was late, or the call's audio was) cannot continue that audio: the
+    output played silence meanwhile and now waits for its playout margin.
+    Playback restarts at the measured time, and while the margin fills
+    (:data:`RESTART_S`), the frames since the restart move earlier when a
+    later frame shows they play sooner than said (written in a burst, they
+    fill the margin at once; the output cannot know that when asked).
     """
 
     def __init__(self) -> None:
@@ -245,17 +270,22 @@ class ReferenceTrack:
         self._cursor = Cursor()
         self.end: int | None = None
         """One past the newest position written; None before the first frame."""
+        self._restart: tuple[int, int] | None = None
+        """Where playback restarted after the output ran dry and where that frame was
+        written, while the margin fills."""
 
     @property
     def resyncs(self) -> int:
         """How often playback moved on the time axis (restarts after idle, flushes)."""
         return self._cursor.resyncs
 
-    def push(self, pcm: Pcm, heard_at: int) -> None:
-        """Record ``pcm``, whose first sample is heard at position ``heard_at``."""
+    def push(self, pcm: Pcm, heard_at: int, written_at: int | None = None) -> None:
+        """Record ``pcm``, whose first sample is heard at position ``heard_at``, written
+        to the output at position ``written_at`` (None: unknown, no restart detection)."""
         length = len(pcm)
         if not length:
             return
+        self._follow_restart(heard_at, written_at)
         start = self._cursor.place(heard_at, length)
         size = len(self._ring)
         if self.end is not None:
@@ -267,6 +297,33 @@ class ReferenceTrack:
             pcm, start = pcm[-size:], start + length - size
         self._fill(start, len(pcm), pcm)
         self.end = start + len(pcm)
+
+    def _follow_restart(self, heard_at: int, written_at: int | None) -> None:
+        """Restart playback after the output ran dry, and correct it while the margin fills."""
+        end = self.end
+        if end is None or written_at is None:
+            return
+        if end < written_at:  # everything before was heard: the output ran dry
+            self._cursor.restart(heard_at)
+            self._restart = (heard_at, written_at)
+            return
+        if self._restart is None:
+            return
+        restart, restart_written = self._restart
+        # This frame plays sooner than the contiguous position: so do the frames since
+        # the restart, queued right before it (but not before the first was written).
+        early = min(end - heard_at, restart - restart_written)
+        if early > position(DRIFT_TOLERANCE_S):
+            moved = self.read(restart, end - restart)
+            self._fill(restart - early, len(moved), moved)
+            self._fill(end - early, early, None)
+            end -= early
+            restart -= early
+            self.end = end
+            self._cursor.shift(-early)
+            self._restart = (restart, restart_written)
+        if end - restart > position(RESTART_S):
+            self._restart = None  # the margin has filled: contiguous from here
 
     def _fill(self, start: int, length: int, pcm: Pcm | None) -> None:
         size = len(self._ring)
@@ -473,9 +530,12 @@ class _Lead:
 
     * at first, to :data:`TARGET_DELAY_S` or the reference written ahead of
       the capture (the reference must exist), whichever is less;
-    * down, when the reference written ahead stays short of it (its 10th
-      percentile over the last :data:`LEAD_WINDOW` blocks, so a stalled loop
-      does not count);
+    * down, when the reference written ahead stays short of it, by any amount
+      (the end of every reference block would be silence the canceller cannot
+      use): its median over the last :data:`LEAD_WINDOW` blocks (an output
+      starved for a while by a late loop or network, whose buffer refills,
+      does not count; re-converging would leak more than those blocks), to
+      its 10th percentile;
     * to a new correction, when the echo delay measured by
       :class:`EchoDelayEstimator` shows that the canceller would see a delay
       outside :data:`SAFE_DELAY_S` (devices that misreport their latency).
@@ -512,7 +572,7 @@ class _Lead:
         if not self._settled or corrected:
             self.samples = wanted
             self._settled = len(self._ahead) >= LEAD_SETTLE_BLOCKS
-        elif len(self._ahead) == LEAD_WINDOW and available < self.samples - position(LEAD_STEP_S):
+        elif len(self._ahead) == LEAD_WINDOW and np.median(self._ahead) < self.samples:
             self.samples = available
             self._ahead.clear()
         return self.samples
@@ -534,6 +594,7 @@ class CaptureProcessor:
         self.engine = engine
         self._cursor = Cursor()
         self._lead = _Lead()
+        self._seen_end: int | None = None
         self.delay_estimator = EchoDelayEstimator()
         self._near: list[Pcm] = []
         self._near_at: int | None = None
@@ -565,8 +626,13 @@ class CaptureProcessor:
         length = len(pcm)
         start = self._cursor.place(captured_at, length)
         end = self.far_end.end
+        # Only a reference written since the last block says how far ahead the outputs
+        # buffer: one that stopped (idle, or starved by a late loop or network) does not.
+        written = end is not None and end != self._seen_end
+        self._seen_end = end
         lead = self._lead.update(
-            None if end is None else end - (start + length), self.delay_estimator.delay
+            end - (start + length) if written and end is not None else None,
+            self.delay_estimator.delay,
         )
         if self.engine is None and not self._pending and not self._out_size:
             return pcm  # processing off: nothing to pair, nothing held back
