@@ -258,14 +258,19 @@ class OutputRoute:
 
     def close(self, *, drain: bool = False) -> None:
         """Detach from every mixer: at once, or with ``drain`` once the audio
-        already written has been played (a sound that ends is not clipped)."""
+        already written has been played (a sound that ends is not clipped).
+
+        A draining route can still be closed at once later (its tail dropped: the
+        same sound restarted must not play over the end of its last playback).
+        """
         self._closed = True
         for _, handle in self._inputs.values():
             if drain:
                 handle.finish()
             else:
                 handle.close()
-        self._inputs.clear()
+        if not drain:
+            self._inputs.clear()
 
 
 class CallOutput:

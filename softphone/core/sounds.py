@@ -26,8 +26,12 @@ log = logging.getLogger("softphone.sounds")
 
 MAX_DURATION_MS = {"outgoing": 3000, "disconnect": 3000}
 DTMF_MAX_MS = 1000
-LEAD_FRAMES = 2
-"""Frames a playback is written ahead of real time (40 ms of cushion for the mixer)."""
+LEAD_FRAMES = 6
+"""Frames a playback is written ahead of real time: 120 ms of cushion for the mixer,
+so a busy event loop stalling this writer for a while leaves no silent frame inside a
+sound (40 ms was not always enough under load). It must stay below the mixer input's
+200 ms backlog, past which queued audio is dropped. A stopped or restarted sound
+loses what it had queued at once, so the lead delays nothing."""
 LOOPING = frozenset({"incoming"})
 
 # The JS DialtonePlayer's deliberately non-standard "mock" pairs, so that local
@@ -121,6 +125,8 @@ class SoundBoard:
         self._custom: dict[str, str] = {}
         self._cache: dict[str, Pcm] = {}
         self._playing: dict[str, asyncio.Task[None]] = {}
+        self._routes: dict[str, OutputRoute] = {}
+        """The route of each sound's last playback, which may still be draining."""
         self._ringing_for: set[int] = set()
         self.played: list[str] = []
         """Names of the sounds started, in order (for apps and tests to inspect)."""
@@ -171,10 +177,13 @@ class SoundBoard:
         )
 
     def stop(self, name: str) -> None:
-        """Stop sound ``name`` if it is playing."""
+        """Stop sound ``name`` if it is playing (including what it still had queued)."""
         task = self._playing.pop(name, None)
         if task is not None:
             task.cancel()
+        route = self._routes.pop(name, None)
+        if route is not None:
+            route.close()
 
     def is_playing(self, name: str) -> bool:
         """Whether sound ``name`` is playing now."""
@@ -197,7 +206,7 @@ class SoundBoard:
 
     def stop_all(self) -> None:
         """Stop every sound (``destroy``)."""
-        for name in list(self._playing):
+        for name in {*self._playing, *self._routes}:
             self.stop(name)
 
     async def _run(self, name: str, *, loop: bool, limit_ms: int | None) -> None:
@@ -211,6 +220,8 @@ class SoundBoard:
         """
         pcm = self.pcm(name)
         sink = self._open_route(name) if len(pcm) else None
+        if sink is not None:
+            self._routes[name] = sink
         if sink is None:
             if self._playing.get(name) is asyncio.current_task():
                 del self._playing[name]
