@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import inspect
+import re
 import struct
 import subprocess
 import sys
@@ -258,6 +259,39 @@ def test_fence_receiver_statistics() -> None:
     assert _params(aiortc.rtcrtpreceiver.StreamStatistics.add) == ["self", "packet"]
     rtcp = inspect.getsource(RTCRtpReceiver._run_rtcp)
     assert "for ssrc, stream in self.__remote_streams.items():" in rtcp
+
+
+def test_fence_statistics_and_router_read_only_what_a_tap_view_has() -> None:
+    """The inline receive path feeds aiortc's router and ``StreamStatistics`` the tap's
+    named tuple instead of an ``RtpPacket``: they must read nothing else (a missing
+    attribute raises), and count exactly as for aiortc's own packets."""
+    ours = aiortc.rtcrtpreceiver.StreamStatistics(48000)
+    theirs = aiortc.rtcrtpreceiver.StreamStatistics(48000)
+    for sequence in (65533, 65534, 65535, 2, 1, 3, 7):  # a wrap, a loss, a reorder
+        data = _audio_packet(sequence, sequence * 960)
+        ours.add(hooks._parse_view(data, 0))  # type: ignore[arg-type]
+        theirs.add(RtpPacket.parse(data))
+    assert (ours.packets_received, ours.packets_lost, ours.max_seq, ours.cycles) == (
+        theirs.packets_received,
+        theirs.packets_lost,
+        theirs.max_seq,
+        theirs.cycles,
+    )
+    assert ours.packets_lost == 4  # 0, 4, 5 and 6
+    route = inspect.getsource(aiortc.rtcdtlstransport.RtpRouter.route_rtp)
+    assert {"packet.ssrc", "packet.payload_type"} == set(re.findall(r"packet\.\w+", route))
+    router = aiortc.rtcdtlstransport.RtpRouter()
+    receiver = object()
+    router.register_receiver(receiver, ssrcs=[], payload_types=[96])  # type: ignore[arg-type]
+    assert router.route_rtp(hooks._parse_view(_audio_packet(1, 2), 0)) is receiver  # type: ignore[arg-type]
+    assert router.ssrc_table[1234] is receiver
+
+
+def test_inline_rtcp_test_is_aiortcs() -> None:
+    """IceRestarter._receive_now tells RTCP from RTP by the second byte as aiortc does."""
+    for second in range(256):
+        data = bytes([0x80, second]) + bytes(10)
+        assert (191 < second < 209) == aiortc.rtp.is_rtcp(data), second
 
 
 def test_fence_receiver_path() -> None:

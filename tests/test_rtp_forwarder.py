@@ -173,6 +173,8 @@ def test_fast_parser_reads_what_aiortcs_parser_reads(csrcs: list[int], padding: 
     assert ours.csrc == theirs.csrc == csrcs
     assert ours.payload == theirs.payload == b"\x01\x02\x03\x04\x05"
     assert ours.padding_size == theirs.padding_size == padding
+    view = hooks._parse_view(data, 42)  # the inline receive path's parser
+    assert view == (111, 65000, 2**32 - 5, True, 99, b"\x01\x02\x03\x04\x05", 42)
 
 
 @pytest.mark.parametrize(
@@ -191,3 +193,5 @@ def test_fast_parser_rejects_what_aiortcs_parser_rejects(data: bytes) -> None:
         RtpPacket.parse(data)
     with pytest.raises(ValueError):
         hooks._parse_rtp(data)
+    with pytest.raises(ValueError):
+        hooks._parse_view(data, 0)

@@ -41,15 +41,13 @@ def pulse(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         pytest.skip(str(exc))
 
 
-def _far_hears_db(speech: Pcm, heard: Pcm) -> float:
-    """How far below its own speech (per-second energy) the far end hears itself:
-    the median over 1 s windows of what it heard."""
+def _per_second_db(speech: Pcm, heard: Pcm) -> list[float]:
+    """How far below its own speech the far end hears itself, second by second."""
     own = energy_db(speech) - 10 * np.log10(len(speech) / SAMPLE_RATE)
-    seconds = [
-        energy_db(heard[i : i + SAMPLE_RATE])
+    return [
+        round(float(own - energy_db(heard[i : i + SAMPLE_RATE])), 1)
         for i in range(0, len(heard) - SAMPLE_RATE + 1, SAMPLE_RATE)
     ]
-    return float(own - np.median(seconds))
 
 
 async def _heard(bob: Listener, seconds: float) -> Pcm:
@@ -59,11 +57,6 @@ async def _heard(bob: Listener, seconds: float) -> Pcm:
     return pcm
 
 
-@pytest.mark.quarantine(
-    reason="since the reference restarts where a dried-up output plays again, this real "
-    "PortAudio loop fell short (14.5, 24.9, 14.2 dB) in 3 of 12 runs that followed other test "
-    "files, never when run alone; run with -m quarantine while the cause is found"
-)
 async def test_far_end_hears_its_echo_25_db_down_through_a_pulseaudio_loop(
     pulse: None, make_device: DeviceFactory
 ) -> None:
@@ -80,14 +73,24 @@ async def test_far_end_hears_its_echo_25_db_down_through_a_pulseaudio_loop(
         await asyncio.sleep(10.0)  # the canceller converges while bob talks
         (stream,) = voice.streams
         assert stream.real_device and stream.active and stream.settings == DEFAULT
-        on = _far_hears_db(speech, await _heard(bob, 5.0))
-        assert on >= 25.0, f"bob hears his echo only {on:.1f} dB down"
+        # The typical second, over 10 s: a loop starved of CPU (PortAudio's callbacks
+        # late, buffers under- or overrun) changes the echo path, and the canceller
+        # leaks for a second or two while it re-converges.
+        seconds = _per_second_db(speech, await _heard(bob, 10.0))
+        on = float(np.median(seconds))
+        (sink,) = alice.audio.speaker_devices.sinks()
+        glitches = (
+            f"per second {seconds}; speaker underruns {getattr(sink, 'underruns', '?')}, "
+            f"microphone under/overrun samples {getattr(stream.source, 'underrun_samples', '?')}"
+            f"/{getattr(stream.source, 'overflow_samples', '?')}, lead {stream.lead_ms} ms"
+        )
+        assert on >= 25.0, f"bob hears his echo only {on:.1f} dB down: {glitches}"
 
         off = {"echoCancellation": False, "noiseSuppression": False, "autoGainControl": False}
         await alice.audio.set_audio_constraints(off)  # re-acquires the microphone, as in JS
         await asyncio.sleep(2.0)
         assert not any(s.active for s in voice.streams)
-        loop = _far_hears_db(speech, await _heard(bob, 3.0))
+        loop = float(np.median(_per_second_db(speech, await _heard(bob, 3.0))))
         assert loop < 10.0, f"without processing the loop returns bob {loop:.1f} dB down"
         assert call.status() == "open"
     finally:

@@ -24,6 +24,10 @@ Private names used (keep in sync with the fence tests):
 * ``RTCRtpReceiver._handle_rtp_packet`` (per instance, receive shim and RTP tap)
 * ``RTCRtpReceiver.__codecs`` / ``__remote_streams`` / ``__active_ssrc`` and
   ``aiortc.rtcrtpreceiver.StreamStatistics`` (RTCP statistics of tapped packets)
+* ``RtpRouter.route_rtp`` and ``StreamStatistics.add`` fed our ``RtpTapPacket``
+  instead of an ``RtpPacket`` (they read only ``ssrc``, ``payload_type``,
+  ``sequence_number`` and ``timestamp``): the inline receive path builds no
+  aiortc packet
 * ``RTCRtpTransceiver._codecs`` (negotiated codec list)
 * ``RTCIceTransport._connection`` → ``aioice.Connection._nominated``
 * ICE gathering: ``aioice.Connection.get_component_candidates`` (per instance),
@@ -65,7 +69,6 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import clock as aiortc_clock
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import HeaderExtensions, RtpPacket
-from aiortc.rtp import is_rtcp as _aiortc_is_rtcp
 
 from softphone.media.ice_gathering import (
     GatheringReport,
@@ -463,7 +466,7 @@ def _send_srtp_now(transport: Any, data: bytes) -> None:
         logger.debug("SRTP protect failed: %s", exc)
         return
     ice = transport.transport
-    restarter = _RESTARTERS_BY_ICE.get(ice)
+    restarter: IceRestarter | None = getattr(ice, _RESTARTER_ATTR, None)
     if restarter is None or not restarter.send_now(protected):
         task = asyncio.ensure_future(ice._send(protected))
         task.add_done_callback(_ignore_send_failure)
@@ -831,46 +834,50 @@ class ReceiveShim:
         if audio is not None:
             await self._original(audio, arrival_time_ms=arrival_time_ms)
 
-    def deliver_now(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        """:meth:`_handle` from a synchronous caller (aiortc's part, if any, is scheduled)."""
-        audio = self._deliver(packet, arrival_time_ms)
-        if audio is not None:
-            task = asyncio.ensure_future(self._original(audio, arrival_time_ms=arrival_time_ms))
-            task.add_done_callback(_log_failure)
-
     def _deliver(self, packet: RtpPacket, arrival_time_ms: int) -> RtpPacket | None:
         """Count and tap ``packet``; what aiortc's own path must still get (None: nothing)."""
+        view = _tap_packet(packet, arrival_time_ms)
+        audio = self.deliver_view(view)
+        return None if audio is None else _for_aiortc(audio, view, packet)
+
+    def deliver_view(self, view: RtpTapPacket) -> RtpTapPacket | None:
+        """Count and tap one received packet; the audio aiortc must still get (None: nothing).
+
+        The one way every packet takes, from aiortc's reader task (:meth:`_handle`)
+        or straight from the socket callback (:func:`_receive_srtp_now`, which
+        never builds an aiortc ``RtpPacket`` for it). While a tap consumes, the
+        packet also feeds aiortc's RTCP statistics and None is returned.
+        """
         self.packets_received += 1
-        self.bytes_received += len(packet.payload)
-        audio: RtpPacket | None = None
-        if packet.payload_type in self._events:
-            self._on_event(packet)
-            audio = self._silence_for(packet)
-        elif packet.payload_type in self._audio:
-            self._timeline.audio(packet.sequence_number, packet.timestamp)
-            self._last_audio_pt = packet.payload_type
-            audio = packet
+        self.bytes_received += len(view.payload)
+        payload_type = view.payload_type
+        audio: RtpTapPacket | None = None
+        if payload_type in self._audio:
+            self._timeline.audio(view.sequence_number, view.timestamp)
+            self._last_audio_pt = payload_type
+            audio = view
+        elif payload_type in self._events:
+            self._on_event(view)
+            audio = self._silence_for(view)
         taps = self._taps
         if len(taps) == 1 and taps[0].consume:  # the usual case: one consumer
             entry = taps[0]
-            source = audio if entry.audio_only else packet
+            source = audio if entry.audio_only else view
             if source is not None:
-                self._call(entry.tap, _tap_packet(source, arrival_time_ms))
-            self._feed_rtcp_statistics(packet, arrival_time_ms)
+                try:
+                    entry.tap(source)
+                except Exception:
+                    logger.exception("RTP tap failed")
+            self._feed_rtcp_statistics(view)
             return None
         consumed = False
-        views: dict[bool, RtpTapPacket] = {}  # one view per kind, shared by the taps
         for entry in list(taps):
             consumed = consumed or entry.consume
-            source = audio if entry.audio_only else packet
-            if source is None:
-                continue
-            view = views.get(entry.audio_only)
-            if view is None:
-                view = views[entry.audio_only] = _tap_packet(source, arrival_time_ms)
-            self._call(entry.tap, view)
+            source = audio if entry.audio_only else view
+            if source is not None:
+                self._call(entry.tap, source)
         if consumed:
-            self._feed_rtcp_statistics(packet, arrival_time_ms)
+            self._feed_rtcp_statistics(view)
             return None
         return audio
 
@@ -881,13 +888,15 @@ class ReceiveShim:
         except Exception:
             logger.exception("RTP tap failed")
 
-    def _feed_rtcp_statistics(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+    def _feed_rtcp_statistics(self, packet: RtpTapPacket) -> None:
         """What aiortc's ``_handle_rtp_packet`` does before its jitter buffer, for stats.
 
         Keeps ``inbound-rtp`` (packetsReceived, packetsLost, jitter) and the
         RTCP receiver reports alive while a tap consumes the packets. The
         receiver's "source seen" time (only read as "within the last 10 s")
-        is refreshed once a second, not per packet.
+        is refreshed once a second, not per packet. ``StreamStatistics.add``
+        reads only ``sequence_number`` and ``timestamp``, which the tap's view
+        has (fenced in the tests).
         """
         statistics = self._statistics
         if statistics is None:
@@ -902,6 +911,7 @@ class ReceiveShim:
             statistics = self._statistics = (codecs, streams, active)
         codecs, streams, active = statistics
         ssrc = packet.ssrc
+        arrival_time_ms = packet.arrival_time_ms
         if arrival_time_ms - self._active_marked.get(ssrc, -_SOURCE_SEEN_MS) >= _SOURCE_SEEN_MS:
             active[ssrc] = aiortc_clock.current_datetime()
             self._active_marked[ssrc] = arrival_time_ms
@@ -913,9 +923,9 @@ class ReceiveShim:
             stream = streams[ssrc] = aiortc.rtcrtpreceiver.StreamStatistics(codec.clockRate)
         elif packet.payload_type not in codecs:
             return
-        stream.add(packet)
+        stream.add(packet)  # type: ignore[arg-type]  # reads what the view has (fenced)
 
-    def _on_event(self, packet: RtpPacket) -> None:
+    def _on_event(self, packet: RtpTapPacket) -> None:
         self.events_received += 1
         digit = self._detector.feed(packet.ssrc, packet.timestamp, packet.payload)
         if digit is not None and self.on_dtmf is not None:
@@ -924,7 +934,7 @@ class ReceiveShim:
             except Exception:
                 logger.exception("on_dtmf callback failed")
 
-    def _silence_for(self, packet: RtpPacket) -> RtpPacket | None:
+    def _silence_for(self, packet: RtpTapPacket) -> RtpTapPacket | None:
         audio = self._audio.get(self._last_audio_pt) if self._last_audio_pt is not None else None
         if audio is None:
             audio = next(iter(self._audio.values()), None)
@@ -937,17 +947,26 @@ class ReceiveShim:
         )
         # Anchor later substitutes here too (matters when a call starts with an event).
         self._timeline.audio(packet.sequence_number, timestamp)
-        out = RtpPacket(
-            payload_type=audio.pt,
-            marker=0,
-            sequence_number=packet.sequence_number,
-            timestamp=timestamp,
-            ssrc=packet.ssrc,
-            payload=payload,
+        return packet._replace(
+            payload_type=audio.pt, marker=False, timestamp=timestamp, payload=payload
         )
-        out.csrc = packet.csrc
-        out.extensions = packet.extensions
-        return out
+
+
+def _for_aiortc(audio: RtpTapPacket, view: RtpTapPacket, packet: RtpPacket) -> RtpPacket:
+    """What aiortc's decoder gets for ``packet``: itself, or its ``audio`` substitute."""
+    if audio is view:
+        return packet
+    out = RtpPacket(  # an event's silence substitute
+        payload_type=audio.payload_type,
+        marker=0,
+        sequence_number=audio.sequence_number,
+        timestamp=audio.timestamp,
+        ssrc=audio.ssrc,
+        payload=audio.payload,
+    )
+    out.csrc = packet.csrc
+    out.extensions = packet.extensions
+    return out
 
 
 def _tap_packet(packet: RtpPacket, arrival_time_ms: int) -> RtpTapPacket:
@@ -979,27 +998,24 @@ _NO_EXTENSIONS: Final = HeaderExtensions()
 """Shared by every packet :func:`_parse_rtp` makes; nothing on the receive path writes it."""
 
 
-def _parse_rtp(data: bytes) -> RtpPacket:
-    """``RtpPacket.parse`` without reading the header extensions (a third of its cost).
+def _rtp_layout(data: bytes) -> tuple[int, int, int, int, int, int, int]:
+    """(first byte, second byte, sequence, timestamp, SSRC, payload start, payload end).
 
-    What the receive shim, its taps and aiortc's statistics read (header
-    fields, CSRCs, payload without padding) is all there; the extensions (MID
-    and audio level, which routing by SSRC and payload type does not need) are
-    skipped. Raises ValueError for what ``RtpPacket.parse`` rejects.
+    Validates what ``RtpPacket.parse`` validates (ValueError otherwise); the
+    header extensions (MID, audio level: a third of aiortc's parsing cost,
+    and nothing routing by SSRC and payload type needs) are skipped.
     """
     if len(data) < 12:
         raise ValueError("RTP packet length is less than 12 bytes")
     first, second, sequence_number, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
     if first >> 6 != 2:
         raise ValueError("RTP packet has invalid version")
-    csrc_count = first & 0x0F
-    pos = 12 + 4 * csrc_count
+    pos = 12 + 4 * (first & 0x0F)
     if first & 0x10:
         if len(data) < pos + 4:
             raise ValueError("RTP packet has a truncated extension profile / length")
         pos += 4 + 4 * int.from_bytes(data[pos + 2 : pos + 4], "big")
     end = len(data)
-    padding = 0
     if first & 0x20:
         padding = data[-1]
         if padding == 0 or pos + padding > end:
@@ -1007,6 +1023,17 @@ def _parse_rtp(data: bytes) -> RtpPacket:
         end -= padding
     if pos > end:
         raise ValueError("RTP packet is truncated")
+    return first, second, sequence_number, timestamp, ssrc, pos, end
+
+
+def _parse_rtp(data: bytes) -> RtpPacket:
+    """``RtpPacket.parse`` without reading the header extensions (see :func:`_rtp_layout`).
+
+    What aiortc's receiver, jitter buffer and statistics read (header fields,
+    CSRCs, payload without padding) is all there.
+    """
+    first, second, sequence_number, timestamp, ssrc, pos, end = _rtp_layout(data)
+    csrc_count = first & 0x0F
     packet: RtpPacket = RtpPacket.__new__(RtpPacket)
     packet.version = 2
     packet.marker = second >> 7
@@ -1020,9 +1047,28 @@ def _parse_rtp(data: bytes) -> RtpPacket:
         else []
     )
     packet.extensions = _NO_EXTENSIONS
-    packet.padding_size = padding
+    packet.padding_size = len(data) - end
     packet.payload = data[pos:end]
     return packet
+
+
+def _parse_view(data: bytes, arrival_time_ms: int) -> RtpTapPacket:
+    """A plaintext RTP packet straight into what taps see (validated as :func:`_parse_rtp`).
+
+    The inline receive path's parser: one named tuple per packet, which
+    aiortc's router and statistics read as they read an ``RtpPacket`` (only
+    ``ssrc``, ``payload_type``, ``sequence_number``, ``timestamp``; fenced).
+    """
+    _, second, sequence_number, timestamp, ssrc, pos, end = _rtp_layout(data)
+    return RtpTapPacket(
+        second & 0x7F,
+        sequence_number,
+        timestamp,
+        second > 127,
+        ssrc,
+        data[pos:end],
+        arrival_time_ms,
+    )
 
 
 def _receive_srtp_now(dtls: Any, receiver: Any, shim: ReceiveShim, data: bytes) -> None:
@@ -1032,25 +1078,34 @@ def _receive_srtp_now(dtls: Any, receiver: Any, shim: ReceiveShim, data: bytes) 
     packet, and hands it to the shim (or, routed to another receiver, to that
     one's own handler). A packet that fails SRTP or parsing is dropped, as
     aiortc drops it. The arrival time is aiortc's (ms since the NTP epoch).
+    Only a packet aiortc's own code must see becomes an aiortc ``RtpPacket``.
     Private names used: ``RTCDtlsTransport._rx_srtp``, ``__rx_bytes``,
-    ``__rx_packets``, ``_rtp_header_extensions_map`` and ``_rtp_router``.
+    ``__rx_packets`` and ``_rtp_router``.
     """
     dtls._RTCDtlsTransport__rx_bytes += len(data)
     dtls._RTCDtlsTransport__rx_packets += 1
-    arrival_time_ms = int((time.time() + NTP_UNIX_OFFSET_S) * 1000)
     try:
-        packet = _parse_rtp(dtls._rx_srtp.unprotect(data))
+        plain = dtls._rx_srtp.unprotect(data)
+        view = _parse_view(plain, int((time.time() + NTP_UNIX_OFFSET_S) * 1000))
     except (pylibsrtp.Error, ValueError) as exc:
         logger.debug("incoming RTP dropped: %s", exc)
         return
-    routed = dtls._rtp_router.route_rtp(packet)
+    routed = dtls._rtp_router.route_rtp(view)
     if routed is receiver:
-        shim.deliver_now(packet, arrival_time_ms)
+        audio = shim.deliver_view(view)
+        if audio is None:
+            return
+        # No tap consumes any more (one just removed itself): aiortc's own handler.
+        packet = _for_aiortc(audio, view, _parse_rtp(plain))
+        coroutine = shim._original(packet, arrival_time_ms=view.arrival_time_ms)
     elif routed is not None:
-        task = asyncio.ensure_future(
-            routed._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+        coroutine = routed._handle_rtp_packet(
+            _parse_rtp(plain), arrival_time_ms=view.arrival_time_ms
         )
-        task.add_done_callback(_log_failure)
+    else:
+        return
+    task = asyncio.ensure_future(coroutine)
+    task.add_done_callback(_log_failure)
 
 
 # --------------------------------------------------------------------------- ICE gathering
@@ -1332,7 +1387,7 @@ class IceRestarter:
         ice._recv = self._recv
         ice._send = self._send
         ice.on("statechange", self._changed.set)
-        _RESTARTERS_BY_ICE[ice] = self
+        setattr(ice, _RESTARTER_ATTR, self)  # for SendPath: an attribute, not a weak lookup
         self._receive_inline(self._active)
 
     def send_now(self, data: bytes) -> bool:
@@ -1372,13 +1427,14 @@ class IceRestarter:
         connection.data_received = data_received  # type: ignore[method-assign]
 
     def _receive_now(self, data: bytes) -> bool:
-        if len(data) < 12 or not 127 < data[0] < 192 or _aiortc_is_rtcp(data):
+        # RTP, not RTCP (aiortc's is_rtcp: second byte 192-208), as aiortc's reader tells them
+        if len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 209:
             return False
         shim: ReceiveShim | None = getattr(self._receiver, _SHIM_ATTR, None)
         dtls = self._dtls
         if (
             shim is None
-            or not shim.consuming
+            or not shim._consuming
             or dtls._state is not _DTLS_CONNECTED
             or dtls._rx_srtp is None
         ):
@@ -1592,8 +1648,9 @@ def ice_restarter(pc: Any) -> IceRestarter:
 
 
 _RESTARTERS: weakref.WeakKeyDictionary[Any, IceRestarter] = weakref.WeakKeyDictionary()
-_RESTARTERS_BY_ICE: weakref.WeakKeyDictionary[Any, IceRestarter] = weakref.WeakKeyDictionary()
-"""The restarter that owns an ``RTCIceTransport``'s reads and writes (for :class:`SendPath`)."""
+_RESTARTER_ATTR: Final = "_softphone_ice_restarter"
+"""The attribute of an ``RTCIceTransport`` naming the restarter that owns its reads and
+writes (for :class:`SendPath`)."""
 _STUN_SEND_DATA: Final = aioice.ice.StunProtocol.send_data
 
 
