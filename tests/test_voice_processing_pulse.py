@@ -75,7 +75,7 @@ async def test_far_end_hears_its_echo_25_db_down_through_a_pulseaudio_loop(
         assert stream.real_device and stream.active and stream.settings == DEFAULT
         # The typical second, over 10 s: a loop starved of CPU (PortAudio's callbacks
         # late, buffers under- or overrun) changes the echo path, and the canceller
-        # leaks for a second or two while it re-converges.
+        # leaks for one to a few seconds while it re-converges.
         seconds = _per_second_db(speech, await _heard(bob, 10.0))
         on = float(np.median(seconds))
         (sink,) = alice.audio.speaker_devices.sinks()
