@@ -287,6 +287,92 @@ def test_fence_statistics_and_router_read_only_what_a_tap_view_has() -> None:
     assert router.ssrc_table[1234] is receiver
 
 
+def test_fence_fused_path_counts_statistics_as_aiortc_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fused forwarding path feeds ``StreamStatistics`` through ``_count_received``:
+    the same attributes, the same arithmetic as ``add`` (wraps, losses, reorders,
+    repeated timestamps, jitter), or inbound-rtp and the receiver reports drift."""
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(aiortc.rtcrtpreceiver.time, "time", lambda: now[0])
+    ours = aiortc.rtcrtpreceiver.StreamStatistics(48000)
+    theirs = aiortc.rtcrtpreceiver.StreamStatistics(48000)
+    sequences = [65530 + i for i in range(6)] + [2, 1, 3, 3, 7, 40000, 8, 9]
+    for i, sequence in enumerate(sequences):
+        now[0] += 0.02 + (0.013 if i % 4 == 0 else 0.0)
+        timestamp = (sequence * 960 + (480 if i % 5 == 0 else 0)) % 2**32
+        hooks._count_received(ours, sequence, timestamp, now[0])
+        theirs.add(RtpPacket(sequence_number=sequence, timestamp=timestamp))
+        assert vars(ours) == vars(theirs), i
+    assert theirs.jitter > 0 and theirs.packets_lost > 0 and theirs.cycles == 1 << 16
+    init = inspect.getsource(aiortc.rtcrtpreceiver.StreamStatistics.__init__)
+    fields = set(re.findall(r"self\.(\w+)(?::[^=\n]*)? =", init))
+    assert fields == {
+        "base_seq",
+        "max_seq",
+        "cycles",
+        "packets_received",
+        "_clockrate",
+        "_jitter_q4",
+        "_last_arrival",
+        "_last_timestamp",
+        "_expected_prior",
+        "_received_prior",
+    }
+
+
+def test_fence_fused_path_calls_libsrtp_as_pylibsrtp_does() -> None:
+    """``_SrtpSession`` (pylibsrtp's ``_srtp``, ``_cdata``, ``_buffer`` and its cffi
+    binding) protects and unprotects exactly as ``Session.protect``/``unprotect``."""
+    import pylibsrtp
+
+    assert pylibsrtp.__version__ == "1.0.0"
+    assert hooks._SRTP_DIRECT
+
+    def session(direction: int) -> pylibsrtp.Session:
+        return pylibsrtp.Session(pylibsrtp.Policy(key=bytes(range(30)), ssrc_type=direction))
+
+    public_tx = session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    direct_tx = hooks._SrtpSession(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    direct_rx = hooks._SrtpSession(session(pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    lib = hooks._srtp_lib
+    for sequence in range(5):
+        plain = _audio_packet(sequence, sequence * 960)
+        direct_tx.buffer[0 : len(plain)] = plain
+        direct_tx.length[0] = len(plain)
+        assert lib.srtp_protect(direct_tx.srtp, direct_tx.cdata, direct_tx.length) == 0
+        protected = direct_tx.buffer[0 : direct_tx.length[0]]
+        assert protected == public_tx.protect(plain)
+        direct_rx.buffer[0 : len(protected)] = protected
+        direct_rx.length[0] = len(protected)
+        assert lib.srtp_unprotect(direct_rx.srtp, direct_rx.cdata, direct_rx.length) == 0
+        assert direct_rx.buffer[0 : direct_rx.length[0]] == plain
+    direct_rx.length[0] = len(protected)  # a replay is refused, as pylibsrtp raises
+    direct_rx.buffer[0 : len(protected)] = protected
+    assert lib.srtp_unprotect(direct_rx.srtp, direct_rx.cdata, direct_rx.length) != 0
+
+
+def test_fence_fused_path_names() -> None:
+    """The private names the fused forwarding path reads per packet."""
+    router = aiortc.rtcdtlstransport.RtpRouter()
+    assert router.ssrc_table == {} and router.payload_type_table == {}
+    assert "self._rtp_router = RtpRouter()" in inspect.getsource(RTCDtlsTransport.__init__)
+
+    def assigned(cls: type, name: str) -> bool:
+        source = inspect.getsource(cls.__init__)  # type: ignore[misc]
+        return re.search(rf"self\.{name}(?::[^=\n]*)? = ", source) is not None
+
+    for name in ("__started", "__packet_count", "__octet_count", "_ssrc"):
+        assert assigned(RTCRtpSender, name), name
+    for name in ("_rx_srtp", "_tx_srtp", "_state", "__rx_bytes", "__rx_packets", "__tx_bytes"):
+        assert assigned(RTCDtlsTransport, name), name
+    assert assigned(RTCDtlsTransport, "__tx_packets")
+    assert "self.protocol = protocol" in inspect.getsource(aioice.ice.CandidatePair.__init__)
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(
+        aioice.ice.StunProtocol.send_data
+    )
+
+
 def test_inline_rtcp_test_is_aiortcs() -> None:
     """IceRestarter._receive_now tells RTCP from RTP by the second byte as aiortc does."""
     for second in range(256):

@@ -110,6 +110,38 @@ def test_the_sender_report_carries_the_last_packets_time_and_timestamp() -> None
     assert out.patch_sender_report(receiver_report, SSRC) == (receiver_report, None)
 
 
+def test_the_fused_paths_header_is_what_build_makes() -> None:
+    """``header_into`` (the fused forwarding path) and ``build`` (the general one) number
+    on one line: any mix of the two, with producer switches in between, gives the same
+    packets and the same state as ``build`` alone."""
+    built, fused = (OutgoingRtp(first_sequence=65530, clock_rates=CLOCKS) for _ in range(2))
+    sources = [object(), object()]
+    steps: list[tuple[str, int, int, bool, float, int]] = []
+    now = 100.0
+    for i in range(40):
+        now += 0.02 if i % 7 else 0.065  # now and then a late one
+        producer = "own" if i in (10, 11, 30) else ("a" if i < 20 else "b")
+        steps.append(
+            (producer, 7_000 + 960 * i + (5_000_000 if i >= 20 else 0), OPUS, i % 9 == 0, now, i)
+        )
+    buffer = bytearray(12)
+    for producer, ts, pt, marker, when, i in steps:
+        if producer == "own":
+            own = _rtp(1000 + i, 3_000 + 960 * i)
+            assert built.restamp(own, "own", when) == fused.restamp(own, "own", when)
+            continue
+        source = sources[producer == "b"]
+        expected = _forward(built, ts, when, producer=source, marker=marker, payload_type=pt)
+        if i % 3:  # the fused path
+            fused.header_into(buffer, 0x90, pt | (0x80 if marker else 0), ts, SSRC, source, when)
+            got = bytes(buffer) + EXTENSION + b"fwd"
+        else:
+            got = _forward(fused, ts, when, producer=source, marker=marker, payload_type=pt)
+        assert got == expected, i
+    assert (fused.packets_sent, fused.forwarded) == (built.packets_sent, built.forwarded)
+    assert fused.next_sequence == built.next_sequence and fused.last_sent == built.last_sent
+
+
 def test_ntp_timestamp_is_32_32_fixed_point_since_1900() -> None:
     assert ntp_timestamp(0.0) == 2_208_988_800 << 32
     assert ntp_timestamp(0.5) == (2_208_988_800 << 32) | (1 << 31)

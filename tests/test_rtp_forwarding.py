@@ -23,7 +23,10 @@ import pytest
 from recorders import eventually
 
 from softphone.audio_backends import MemorySink, ToneSource
-from softphone.gateway.media_bridge import bridge
+from softphone.audio_backends.analysis import dominant_frequency
+from softphone.gateway.media_bridge import Bridge, bridge
+from softphone.media import aiortc_hooks as hooks
+from softphone.media.aiortc_hooks import ForwardRoute
 from softphone.media.peer_connection import PeerConnection
 from softphone.media.rtp_tap import RtpTapPacket
 
@@ -168,3 +171,161 @@ async def test_only_receivers_whose_decoded_audio_is_read_keep_a_decoder_thread(
         hears = MemorySink()
         a.leg.set_remote_sink(hears)
         await eventually(lambda: len(hears.pcm()) >= 48000 // 2)  # it still decodes
+
+
+# ---------------------------------------------------------------------- the fused path
+
+
+def _route(joined: Bridge, direction: int = 0) -> ForwardRoute:
+    route = joined._directions[direction].route
+    assert route is not None, "the fused path was not installed"
+    return route
+
+
+def _general(joined: Bridge, direction: int = 0) -> int:
+    """Packets of a direction the general path (tap, track, sink) forwarded."""
+    stats = joined.stats()[direction]
+    return stats.forwarded - stats.fused
+
+
+async def test_a_plain_bridged_call_takes_the_fused_path_numbered_as_the_general_one() -> None:
+    async with _two_calls() as (a, b):
+        heard: list[RtpTapPacket] = []
+        b.client.add_rtp_tap(heard.append)
+        from_alice: list[RtpTapPacket] = []
+        a.leg.add_rtp_tap(from_alice.append)  # another tap on the source: fed as before
+        joined = bridge(a.leg, b.leg)
+        route = _route(joined)
+        await eventually(lambda: joined.stats()[0].fused >= 30)
+        assert joined.stats()[1].fused > 0  # both directions
+        # Compared from here: where the bridge began, leg_b's stream moved from its own
+        # sender to the forwarded payloads, re-anchored by the time that passed (one
+        # frame, or two when the loop was late: OutgoingRtp's rule, not this path's).
+        compared_from = len(heard)
+        # the general path takes over and hands back, mid-stream
+        route.enabled = False
+        fused, general = joined.stats()[0].fused, _general(joined)
+        await eventually(lambda: _general(joined) >= general + 30)
+        assert joined.stats()[0].fused == fused
+        route.enabled = True
+        await eventually(lambda: joined.stats()[0].fused >= fused + 30)
+        joined.close()
+        assert hooks.ice_restarter(a.leg.rtc_peer_connection).fused is None
+        closed_at = joined.stats()[0]
+
+        alice = [p for p in from_alice if p.payload_type == a.leg.codecs[0].pt]
+        payloads = {p.payload for p in alice}
+        window = [p for p in heard[compared_from:] if p.payload in payloads]
+        assert len(window) >= 60  # 30+ on the general path, then 30+ fused again
+
+        def steps(packets: list[RtpTapPacket]) -> list[int]:
+            return [(y.timestamp - x.timestamp) % 2**32 for x, y in itertools.pairwise(packets)]
+
+        def same(part: list[RtpTapPacket]) -> bool:
+            return [(p.payload, p.marker) for p in part] == [
+                (p.payload, p.marker) for p in window
+            ] and steps(part) == steps(window)
+
+        # every payload alice's leg received while bridged reached bob once, in order,
+        # with its marker bit and timestamp spacing, on one gapless line of leg_b's
+        assert any(same(alice[k : k + len(window)]) for k in range(len(alice)))
+        sequences = [p.sequence_number for p in window]
+        assert all((y - x) % 65536 == 1 for x, y in itertools.pairwise(sequences))
+        assert {p.ssrc for p in window} == {_ssrc(b.leg.local_sdp)}
+        stats = await b.leg.get_stats()  # SR counts: every packet, whichever path sent it
+        assert stats["packetsSent"] >= closed_at.sent_directly
+
+
+async def test_dtmf_inserted_on_the_target_leaves_the_fused_path_until_the_tones_end() -> None:
+    async with _two_calls() as (a, b):
+        digits: list[str] = []
+        b.client.on_dtmf = digits.append
+        joined = bridge(a.leg, b.leg)
+        await eventually(lambda: joined.stats()[0].fused >= 10)
+        general = _general(joined)
+        await b.leg.insert_dtmf("15", duration_ms=100, gap_ms=50)
+        await eventually(lambda: digits == ["1", "5"])
+        # the event packets replaced forwarded audio on the general path
+        assert _general(joined) >= general + 10
+        fused = joined.stats()[0].fused
+        await eventually(lambda: joined.stats()[0].fused >= fused + 10)  # and back
+        joined.close()
+
+
+async def test_dtmf_received_on_a_bridged_leg_is_detected_and_bob_hears_one_stream() -> None:
+    async with _two_calls() as (a, b):
+        digits: list[str] = []
+        a.leg.on_dtmf = digits.append
+        heard: list[RtpTapPacket] = []
+        b.client.add_rtp_tap(heard.append)
+        joined = bridge(a.leg, b.leg)
+        await eventually(lambda: joined.stats()[0].fused >= 10)
+        start = len(heard)
+        await a.client.insert_dtmf("7", duration_ms=100, gap_ms=50)
+        await eventually(lambda: digits == ["7"])
+        fused = joined.stats()[0].fused
+        await eventually(lambda: joined.stats()[0].fused >= fused + 10)
+        joined.close()
+        bridged = heard[start:]
+        assert {p.payload_type for p in bridged} == {b.leg.codecs[0].pt}  # silence for events
+        sequences = [p.sequence_number for p in bridged]
+        assert all((y - x) % 65536 == 1 for x, y in itertools.pairwise(sequences))
+
+
+async def test_a_recorded_source_leg_records_while_the_fused_path_forwards() -> None:
+    async with _two_calls() as (a, b):
+        joined = bridge(a.leg, b.leg)
+        await eventually(lambda: joined.stats()[0].fused >= 10)
+        recording = MemorySink()
+        a.leg.set_remote_sink(recording)  # what <Dial record> does
+        fused = joined.stats()[0].fused
+        await eventually(lambda: len(recording.pcm()) >= 48000)
+        assert joined.stats()[0].fused >= fused + 25
+        assert abs(dominant_frequency(recording.pcm()[-24000:]) - 1000.0) < 30
+        joined.close()
+
+
+async def _restart_ice(offerer: PeerConnection, answerer: PeerConnection) -> None:
+    offer = await offerer.restart_ice_offer()
+    await offerer.apply_ice_restart_answer(await answerer.answer_ice_restart(offer))
+
+
+async def test_the_fused_path_follows_ice_restarts_on_both_legs() -> None:
+    async with _two_calls() as (a, b):
+        heard: list[RtpTapPacket] = []
+        b.client.add_rtp_tap(heard.append)
+        joined = bridge(a.leg, b.leg)
+        await eventually(lambda: joined.stats()[0].fused >= 10)
+        await _restart_ice(a.leg, a.client)  # the source leg's path
+        await _restart_ice(b.client, b.leg)  # the target leg's path
+        start, fused = len(heard), joined.stats()[0].fused
+        await eventually(lambda: joined.stats()[0].fused >= fused + 25)
+        await eventually(lambda: len(heard) >= start + 25)
+        joined.close()
+        sequences = [p.sequence_number for p in heard]
+        assert all((y - x) % 65536 == 1 for x, y in itertools.pairwise(sequences[start:]))
+
+
+async def test_the_fused_path_follows_a_dtls_restart_of_the_target_leg() -> None:
+    """leg_b's client is replaced by a fresh one (another certificate): leg_b restarts
+    DTLS; the forwarded audio reaches the new client under the new SRTP keys."""
+    async with _two_calls() as (a, b):
+        joined = bridge(a.leg, b.leg)
+        await eventually(lambda: joined.stats()[0].fused >= 10)
+        keys = b.leg.rtc_peer_connection.getTransceivers()[0].sender.transport._tx_srtp
+        carol = PeerConnection(ice_servers=[], codec_preferences=("opus", "pcmu"))
+        carol_hears = MemorySink()
+        carol.set_remote_sink(carol_hears)
+        try:
+            offer = await b.leg.restart_ice_offer()
+            await b.leg.apply_ice_restart_answer(await carol.create_answer(offer, None))
+            assert (
+                b.leg.rtc_peer_connection.getTransceivers()[0].sender.transport._tx_srtp is not keys
+            )
+            fused = joined.stats()[0].fused
+            await eventually(lambda: len(carol_hears.pcm()) >= 48000, timeout=15)
+            assert joined.stats()[0].fused >= fused + 25
+            assert abs(dominant_frequency(carol_hears.pcm()[-24000:]) - 1000.0) < 30
+        finally:
+            joined.close()
+            await carol.close()

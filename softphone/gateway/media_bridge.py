@@ -21,9 +21,12 @@ forwarded packet is received, decrypted and re-sent under the target leg's
 header on the one event-loop step its datagram arrived on (no queue, no
 sender task: :class:`~softphone.media.aiortc_hooks.SendPath`), numbered on
 one line with what the leg sends itself before and after the bridge, and
-counted in its sender reports. RFC 4733 events reach the other leg through
-the router, which relays digits (injected into the forwarded stream), while
-the audio stream carries codec silence in their place.
+counted in its sender reports. Plain forwarded audio takes the fused path
+(:class:`~softphone.media.aiortc_hooks.ForwardRoute`: the same steps in one
+function, from the source leg's socket callback to the target leg's socket),
+everything else the general one (tap, packet track, sink). RFC 4733 events
+reach the other leg through the router, which relays digits (injected into the
+forwarded stream), while the audio stream carries codec silence in their place.
 Closing either peer connection ends the bridge with it; :meth:`Bridge.close`
 detaches it while both live (each leg then sends its own source again).
 """
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from softphone.media import aiortc_hooks as hooks
 from softphone.media.audio_codecs import codec_key
 from softphone.media.packet_track import PacketTrack
 from softphone.media.peer_connection import PeerConnection
@@ -69,6 +73,9 @@ class DirectionStats:
     sent_directly: int = 0
     """Payloads the target leg sent on the event-loop step they arrived on (once its
     sender runs: the forwarding fast path), not through aiortc's sender task."""
+    fused: int = 0
+    """Of those, packets the fused path forwarded (received, decrypted, renumbered,
+    encrypted and sent in one step: :class:`~softphone.media.aiortc_hooks.ForwardRoute`)."""
 
 
 class _Direction:
@@ -93,6 +100,18 @@ class _Direction:
         self._remove_tap: Callable[[], None] | None = source.add_rtp_tap(
             self._on_packet, consume=True, audio_only=True
         )
+        self.route = (
+            hooks.fuse_forwarding(
+                source.rtc_peer_connection,
+                target.rtc_peer_connection,
+                self._on_packet,
+                self.track,
+                self._forward_pts,
+            )
+            if self._forward_pts
+            else None
+        )
+        """The fused fast path of the payloads forwarded as they are (None: none)."""
 
     def _on_packet(self, packet: RtpTapPacket) -> None:
         self.received += 1
@@ -118,21 +137,23 @@ class _Direction:
 
     def stats(self) -> DirectionStats:
         coders = self._transcoders.values()
+        fused = self.route.forwarded if self.route is not None else 0
         return DirectionStats(
-            received=self.received,
-            forwarded=self.forwarded,
+            received=self.received + fused,
+            forwarded=self.forwarded + fused,
             transcoded_in=sum(t.packets_in for t in coders),
             transcoded_out=sum(t.packets_out for t in coders),
             recovered=sum(t.frames_recovered for t in coders),
             dropped=self.track.packets_dropped,
-            sent_directly=self.track.packets_sent_directly,
+            sent_directly=self.track.packets_sent_directly + fused,
+            fused=fused,
         )
 
     def close(self) -> None:
         remove, self._remove_tap = self._remove_tap, None
         if remove is None:
             return
-        remove()
+        remove()  # the fused route goes with the tap
         with contextlib.suppress(RuntimeError):  # never negotiated: nothing to restore
             self._target.use_packet_track(None)
 

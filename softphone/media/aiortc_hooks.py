@@ -28,6 +28,13 @@ Private names used (keep in sync with the fence tests):
   instead of an ``RtpPacket`` (they read only ``ssrc``, ``payload_type``,
   ``sequence_number`` and ``timestamp``): the inline receive path builds no
   aiortc packet
+* the fused forwarding path (:class:`ForwardRoute`), per packet: ``RtpRouter.ssrc_table``
+  / ``.payload_type_table``, ``StreamStatistics``' fields (``_count_received`` is its
+  ``add``), ``RTCRtpSender.__started`` / ``__packet_count`` / ``__octet_count``,
+  ``RTCDtlsTransport._state`` / ``_rx_srtp`` / ``_tx_srtp`` / ``__rx_*`` / ``__tx_*``
+  counters, aioice's nominated pair, and pylibsrtp's ``Session._srtp`` / ``._cdata`` /
+  ``._buffer`` with its cffi binding ``pylibsrtp._binding`` (libsrtp called in place; the
+  fused path switches itself off when these moved, see ``_SRTP_DIRECT``)
 * ``RTCRtpTransceiver._codecs`` (negotiated codec list)
 * ``RTCIceTransport._connection`` → ``aioice.Connection._nominated``
 * ICE gathering: ``aioice.Connection.get_component_candidates`` (per instance),
@@ -53,7 +60,7 @@ import struct
 import time
 import types
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -69,6 +76,8 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import clock as aiortc_clock
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import HeaderExtensions, RtpPacket
+from pylibsrtp._binding import ffi as _srtp_ffi  # type: ignore[import-not-found]  # cffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 from softphone.media.ice_gathering import (
     GatheringReport,
@@ -502,12 +511,33 @@ def forward_packets(sender: Any, track: PacketTrack, codecs: Sequence[CodecInfo]
     audio = [c.pt for c in codecs if c.name.lower() != "telephone-event"]
     default_pt = audio[0] if audio else None
     forward = path.forward
+    state = _TrackSink(sender)
 
     def sink(payload: bytes, timestamp: int, payload_type: int | None, marker: bool) -> bool:
         pt = default_pt if payload_type is None else payload_type
-        return pt is not None and forward(payload, timestamp, pt, marker, track)
+        sent = state.sending = pt is not None and forward(payload, timestamp, pt, marker, track)
+        return sent
 
     track.use_sink(sink)
+    _TRACK_SINKS[track] = state
+
+
+class _TrackSink:
+    """Whether a :class:`PacketTrack`'s sink sent the last payload pushed into it.
+
+    A track calls its sink only while nothing is queued, and queues a payload
+    the sink refused, so "the last call sent it" means "nothing is queued and the
+    leg's sender runs": what the fused forwarding path needs to send in its place.
+    """
+
+    __slots__ = ("sender", "sending")
+
+    def __init__(self, sender: Any) -> None:
+        self.sender = weakref.ref(sender)  # the sender's track holds the track holding this
+        self.sending = False
+
+
+_TRACK_SINKS: weakref.WeakKeyDictionary[PacketTrack, _TrackSink] = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------- RFC 4733 send
@@ -534,6 +564,9 @@ class DtmfSender:
         self._event_pts: dict[int, int] = {}
         self._timing = (100, 70)
         self._waiters: list[asyncio.Future[None]] = []
+        self.rewriting = False
+        """True from :meth:`insert` until the tones are over (or given up): outgoing
+        audio may be rewritten, so the fused forwarding path leaves it to :class:`SendPath`."""
 
     @property
     def can_insert(self) -> bool:
@@ -584,6 +617,7 @@ class DtmfSender:
         if self._scheduler is None:
             raise RuntimeError("telephone-event was not negotiated")
         self._scheduler.insert(tones, duration_ms, gap_ms)
+        self.rewriting = True
         self._timing = (duration_ms, gap_ms)
         self._hook()
         loop = asyncio.get_running_loop()
@@ -617,6 +651,7 @@ class DtmfSender:
         self._finish()
 
     def _finish(self) -> None:
+        self.rewriting = False
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -735,6 +770,7 @@ class ReceiveShim:
         self._watched: object = None
         self._statistics: tuple[dict[int, Any], dict[int, Any], dict[int, Any]] | None = None
         self._active_marked: dict[int, int] = {}
+        self._route: ForwardRoute | None = None
         self.on_dtmf: Callable[[str], None] | None = None
         self.packets_received = 0
         self.bytes_received = 0
@@ -769,14 +805,25 @@ class ReceiveShim:
         if consume:
             self._consuming += 1
             self._stop_decoder()
+        self._route_taps_changed()
 
         def remove() -> None:
             if entry in self._taps:
                 self._taps.remove(entry)
                 if entry.consume:
                     self._consuming -= 1
+                route = self._route
+                if route is not None and not any(t.tap == route.tap for t in self._taps):
+                    route.close()
+                self._route_taps_changed()
 
         return remove
+
+    def _route_taps_changed(self) -> None:
+        """Tell the fused forwarding route, if any, which other taps it must feed."""
+        route = self._route
+        if route is not None:
+            route.others = tuple(t.tap for t in self._taps if t.tap != route.tap)
 
     # ------------------------------------------------------------------ decoder thread
 
@@ -1086,8 +1133,17 @@ def _receive_srtp_now(dtls: Any, receiver: Any, shim: ReceiveShim, data: bytes) 
     dtls._RTCDtlsTransport__rx_packets += 1
     try:
         plain = dtls._rx_srtp.unprotect(data)
+    except pylibsrtp.Error as exc:
+        logger.debug("incoming RTP dropped: %s", exc)
+        return
+    _receive_plain_now(dtls, receiver, shim, plain)
+
+
+def _receive_plain_now(dtls: Any, receiver: Any, shim: ReceiveShim, plain: bytes) -> None:
+    """The rest of :func:`_receive_srtp_now` once SRTP is off: parse, route, deliver."""
+    try:
         view = _parse_view(plain, int((time.time() + NTP_UNIX_OFFSET_S) * 1000))
-    except (pylibsrtp.Error, ValueError) as exc:
+    except ValueError as exc:
         logger.debug("incoming RTP dropped: %s", exc)
         return
     routed = dtls._rtp_router.route_rtp(view)
@@ -1106,6 +1162,348 @@ def _receive_srtp_now(dtls: Any, receiver: Any, shim: ReceiveShim, data: bytes) 
         return
     task = asyncio.ensure_future(coroutine)
     task.add_done_callback(_log_failure)
+
+
+# --------------------------------------------------------------------------- fused forwarding
+
+_SRTP_BUFFER_LEN: Final = 1500
+"""pylibsrtp's per-session buffer (``Session._cdata``)."""
+_SRTP_TRAILER_LEN: Final = 144
+"""pylibsrtp's room for the SRTP trailer (``SRTP_MAX_TRAILER_LEN``)."""
+_SOURCE_SEEN_S: Final = _SOURCE_SEEN_MS / 1000
+
+
+class _SrtpSession:
+    """A pylibsrtp ``Session`` called through libsrtp directly, in place.
+
+    ``Session.protect``/``unprotect`` copy the packet into the session's buffer,
+    allocate a length cell, call libsrtp and copy the result out: two Python
+    frames and an allocation per packet. The fused path writes the packet into
+    the buffer itself (the forwarded payload straight from the receiving
+    session's buffer) and reuses one length cell. Private names used:
+    ``Session._srtp``, ``._cdata``, ``._buffer`` and ``pylibsrtp._binding``.
+    """
+
+    __slots__ = ("buffer", "cdata", "length", "session", "srtp", "view")
+
+    def __init__(self, session: Any) -> None:
+        self.session = session  # keeps the libsrtp context alive
+        self.srtp: Any = session._srtp[0]
+        self.cdata: Any = session._cdata
+        self.buffer: Any = session._buffer
+        self.view = memoryview(self.buffer)
+        self.length: Any = _srtp_ffi.new("int *")
+        if len(self.buffer) != _SRTP_BUFFER_LEN:
+            raise RuntimeError("pylibsrtp's session buffer changed size")
+
+
+class ForwardRoute:
+    """The fused fast path of one bridge direction: source leg's receiver → target's sender.
+
+    :func:`fuse_forwarding` installs it on the source leg's ICE path, where it
+    sees each datagram before the general path (:func:`_receive_srtp_now` → the
+    receive shim's taps → the bridge's tap → the packet track's sink →
+    :meth:`SendPath.forward`). When the packet is plain forwarded audio it does
+    all of that in one Python frame: header fields read once, SRTP removed in
+    libsrtp's buffer, ``inbound-rtp`` statistics fed (:func:`_count_received`),
+    the packet renumbered straight into the target session's buffer
+    (:meth:`OutgoingRtp.header_into`), the payload copied next to it, protected
+    and sent on the target's ICE path, every counter the general path keeps
+    counted. Per leg everything is bound once; per packet only identity checks
+    say that nothing changed.
+
+    Anything else is left to the general path, unchanged: RTCP, telephone-event
+    and unknown payload types, an SSRC aiortc's router has not learned yet, the
+    target leg inserting DTMF (its packets are rewritten) or not sending yet
+    (payloads queue until it does), a missing ICE path or one aioice does not
+    send on directly, SRTP sessions not up (or replaced by a DTLS restart: the
+    next packet takes the new ones), CSRC lists, padding and oversize packets.
+    Other taps on the source leg (a recording, our receive path's playout) get
+    the packet as the general path gives it to them. ``enabled`` switches the
+    route off without removing it; ``forwarded`` counts the packets it sent.
+    """
+
+    def __init__(
+        self,
+        shim: ReceiveShim,
+        restarter: IceRestarter,
+        tap: RtpTap,
+        sink: _TrackSink,
+        sender: Any,
+        track: PacketTrack,
+        payload_types: Mapping[int, int],
+    ) -> None:
+        self.tap = tap
+        self.enabled = True
+        self.forwarded = 0
+        self.others: tuple[RtpTap, ...] = ()
+        self._shim = shim
+        self._restarter = restarter
+        self._fused = _fused_path(self, shim, restarter, sink, sender, track, dict(payload_types))
+        restarter.fused = self._fused
+
+    def close(self) -> None:
+        """Leave every packet to the general path from now on (idempotent)."""
+        if self._restarter.fused is self._fused:
+            self._restarter.fused = None
+        if self._shim._route is self:
+            self._shim._route = None
+
+
+def fuse_forwarding(
+    source: Any, target: Any, tap: RtpTap, track: PacketTrack, payload_types: Mapping[int, int]
+) -> ForwardRoute | None:
+    """Forward ``source``'s audio to ``target`` on the fused path while it can (see
+    :class:`ForwardRoute`); None when it cannot be installed (the general path alone).
+
+    ``source`` and ``target`` are aiortc ``RTCPeerConnection`` s (the same one for an
+    echo); ``tap`` is the consuming, audio-only tap the bridge added on ``source``'s
+    receiver, pushing into ``track``, which :func:`forward_packets` gave ``target``'s
+    sender; ``payload_types`` maps each source payload type forwarded as it is to
+    the target's. The route goes away with ``tap``.
+    """
+    restarter = _RESTARTERS.get(source)
+    sink = _TRACK_SINKS.get(track)
+    if restarter is None or sink is None or restarter.fused is not None:
+        return None
+    receiver = restarter._receiver
+    shim: ReceiveShim | None = getattr(receiver, _SHIM_ATTR, None)
+    sender = sink.sender()
+    if (
+        shim is None
+        or shim._route is not None
+        or not any(t.tap == tap and t.consume and t.audio_only for t in shim._taps)
+        or sender is None
+        or sender not in target.getSenders()
+        or not _SRTP_DIRECT
+    ):
+        return None
+    route = ForwardRoute(shim, restarter, tap, sink, sender, track, payload_types)
+    shim._route = route
+    shim._route_taps_changed()
+    return route
+
+
+def _fused_path(
+    route: ForwardRoute,
+    shim: ReceiveShim,
+    restarter: IceRestarter,
+    sink: _TrackSink,
+    sender: Any,
+    track: PacketTrack,
+    payload_types: dict[int, int],
+) -> Callable[[bytes], bool]:
+    """The function :class:`ForwardRoute` puts in front of the general receive path."""
+    receiver = restarter._receiver
+    path = send_path(sender)
+    rx_dtls = restarter._dtls
+    router = rx_dtls._rtp_router
+    streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
+    active: dict[int, Any] = receiver._RTCRtpReceiver__active_ssrc
+    codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs
+    forwarded_pt = payload_types.get
+    timeline_audio = shim._timeline.audio
+    outgoing = path.outgoing
+    header_into = outgoing.header_into
+    unprotect = _srtp_lib.srtp_unprotect
+    protect = _srtp_lib.srtp_protect
+    unpack_header = _RTP_HEADER.unpack_from
+    clock = time.time
+    connected = _DTLS_CONNECTED
+    stun_send_data = _STUN_SEND_DATA
+    tx_limit = _SRTP_BUFFER_LEN - _SRTP_TRAILER_LEN
+    # what the last packet found, kept while it stays the same (identity checks)
+    rx: _SrtpSession | None = None
+    tx: _SrtpSession | None = None
+    tx_dtls: Any = None
+    tx_ice: Any = None
+    first_byte = 0
+    extension = b""
+    header_len = 12
+    ssrc_out = 0
+    pair: Any = None
+    sendto: Any = None
+    addr: Any = None
+    seen_ssrc = -1
+    seen_until = 0.0
+
+    def fused(data: bytes) -> bool:  # one frame per packet, on purpose
+        nonlocal rx, tx, tx_dtls, tx_ice, first_byte, extension, header_len, ssrc_out
+        nonlocal pair, sendto, addr, seen_ssrc, seen_until
+        size = len(data)
+        if size < 12 or size > _SRTP_BUFFER_LEN or not route.enabled:
+            return False
+        first, second, sequence, timestamp, ssrc = unpack_header(data)
+        payload_type = second & 0x7F
+        target_pt = forwarded_pt(payload_type)
+        if (
+            target_pt is None
+            or not 127 < first < 192
+            or 191 < second < 209  # RTCP
+            or first & 0x2F  # CSRCs or padding: the general path
+        ):
+            return False
+        # -- the source leg: SRTP up, SSRC routed to this receiver, statistics started
+        if rx_dtls._state is not connected:
+            return False
+        session = rx_dtls._rx_srtp
+        if rx is None or session is not rx.session:
+            if session is None:
+                return False
+            rx = _SrtpSession(session)
+        if (
+            router.ssrc_table.get(ssrc) is not receiver
+            or receiver not in router.payload_type_table.get(payload_type, ())
+            or payload_type not in codecs
+        ):
+            return False
+        stream = streams.get(ssrc)
+        if stream is None:
+            return False
+        # -- the target leg: sending directly, no DTMF to insert, ICE path up
+        if not sink.sending or track.detached or not sender._RTCRtpSender__started:
+            return False
+        dtmf = path.dtmf
+        if dtmf is not None and dtmf.rewriting:
+            return False
+        transport = sender.transport
+        if transport is not tx_dtls:
+            hooked = path._hooked
+            if hooked is None or hooked() is not transport:
+                return False  # SendPath.forward re-attaches first
+            tx_dtls = transport
+            tx_ice = getattr(tx_dtls.transport, _RESTARTER_ATTR, None)
+            tx = None
+            pair = None
+        if tx_dtls._state is not connected or tx_ice is None:
+            return False
+        session = tx_dtls._tx_srtp
+        if tx is None or session is not tx.session:
+            if session is None:
+                return False
+            tx = _SrtpSession(session)
+            first_byte, extension = path._header_template(sender)
+            header_len = 12 + len(extension)
+            ssrc_out = sender._ssrc
+        nominated = tx_ice._active._nominated.get(1)
+        if nominated is not pair:
+            if nominated is None:  # no path (a restart under way): the general path drops it
+                return False
+            protocol: Any = nominated.protocol
+            if type(protocol).send_data is not stun_send_data or protocol.transport is None:
+                return False
+            pair = nominated
+            sendto = protocol.transport.sendto
+            addr = nominated.remote_addr
+        # -- committed: from here on the general path never sees this datagram
+        rx_dtls._RTCDtlsTransport__rx_bytes += size
+        rx_dtls._RTCDtlsTransport__rx_packets += 1
+        buffer = rx.buffer
+        length = rx.length
+        buffer[0:size] = data
+        length[0] = size
+        if unprotect(rx.srtp, rx.cdata, length):
+            logger.debug("incoming RTP dropped: SRTP unprotect failed")
+            return True
+        end = length[0]
+        start = 12
+        if first & 0x10:
+            start = 16 + 4 * ((data[14] << 8) | data[15]) if size >= 16 else end + 1
+        if start > end or header_len + end - start > tx_limit:
+            _receive_plain_now(rx_dtls, receiver, shim, bytes(buffer[0:end]))
+            return True
+        now = clock()
+        size = end - start
+        # what the receive shim counts, and aiortc's inbound-rtp statistics
+        shim.packets_received += 1
+        shim.bytes_received += size
+        shim._last_audio_pt = payload_type
+        timeline_audio(sequence, timestamp)
+        if ssrc != seen_ssrc or now >= seen_until:
+            active[ssrc] = aiortc_clock.current_datetime()
+            shim._active_marked[ssrc] = int((now + NTP_UNIX_OFFSET_S) * 1000)
+            seen_ssrc = ssrc
+            seen_until = now + _SOURCE_SEEN_S
+        _count_received(stream, sequence, timestamp, now)
+        others = route.others
+        if others:
+            view = RtpTapPacket(
+                payload_type,
+                sequence,
+                timestamp,
+                second > 127,
+                ssrc,
+                buffer[start:end],
+                int((now + NTP_UNIX_OFFSET_S) * 1000),
+            )
+            for other in others:
+                try:
+                    other(view)
+                except Exception:
+                    logger.exception("RTP tap failed")
+        # the target's packet, numbered on its stream, protected and sent
+        out = tx.buffer
+        header_into(out, first_byte, target_pt | (second & 0x80), timestamp, ssrc_out, track, now)
+        out[12:header_len] = extension
+        out[header_len : header_len + size] = rx.view[start:end]
+        length = tx.length
+        length[0] = header_len + size
+        sender._RTCRtpSender__packet_count += 1
+        sender._RTCRtpSender__octet_count += size
+        if protect(tx.srtp, tx.cdata, length):
+            logger.debug("SRTP protect failed")
+            return True
+        protected = out[0 : length[0]]
+        sendto(protected, addr)
+        tx_dtls._RTCDtlsTransport__tx_bytes += len(protected)
+        tx_dtls._RTCDtlsTransport__tx_packets += 1
+        route.forwarded += 1
+        return True
+
+    return fused
+
+
+def _count_received(stream: Any, sequence: int, timestamp: int, now: float) -> None:
+    """aiortc's ``StreamStatistics.add`` for one packet received at Unix time ``now``.
+
+    The same arithmetic on the same attributes (``base_seq``, ``max_seq``,
+    ``cycles``, ``packets_received``, ``_clockrate``, ``_jitter_q4``,
+    ``_last_arrival``, ``_last_timestamp``; fenced against the original), without
+    a packet object or aiortc's helper calls.
+    """
+    max_seq = stream.max_seq
+    received = stream.packets_received = stream.packets_received + 1
+    if stream.base_seq is None:
+        stream.base_seq = sequence
+    if (
+        max_seq is None
+        or (sequence > max_seq and sequence - max_seq < 0x8000)
+        or (sequence < max_seq and max_seq - sequence > 0x8000)
+    ):
+        arrival = int(now * stream._clockrate)
+        if max_seq is not None and sequence < max_seq:
+            stream.cycles += 1 << 16
+        stream.max_seq = sequence
+        last_timestamp = stream._last_timestamp
+        if timestamp != last_timestamp and received > 1:
+            diff = abs((arrival - stream._last_arrival) - (timestamp - last_timestamp))
+            stream._jitter_q4 += diff - ((stream._jitter_q4 + 8) >> 4)
+        stream._last_arrival = arrival
+        stream._last_timestamp = timestamp
+
+
+def _srtp_direct_available() -> bool:
+    """True when pylibsrtp's internals are what :class:`_SrtpSession` expects."""
+    try:
+        policy = pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        _SrtpSession(pylibsrtp.Session(policy))
+    except Exception:  # anything moved: the general path alone
+        logger.warning("pylibsrtp internals changed: fused RTP forwarding disabled")
+        return False
+    return True
+
+
+_SRTP_DIRECT: Final = _srtp_direct_available()
 
 
 # --------------------------------------------------------------------------- ICE gathering
@@ -1383,6 +1781,9 @@ class IceRestarter:
         self._closing: set[asyncio.Future[None]] = set()
         self._closing_connections: set[aioice.Connection] = set()
         self._changed = asyncio.Event()
+        self.fused: Callable[[bytes], bool] | None = None
+        """The fused forwarding path of a bridged receiver (:func:`fuse_forwarding`): tried
+        first with every datagram; False leaves the datagram to the general path."""
         self.settings = settings if settings is not None else settings_of(self._active)
         ice._recv = self._recv
         ice._send = self._send
@@ -1421,7 +1822,18 @@ class IceRestarter:
 
         def data_received(data: bytes, component: int) -> None:
             restarter = me()
-            if restarter is None or not restarter._receive_now(data):
+            if restarter is None:
+                original(data, component)
+                return
+            fused = restarter.fused
+            if fused is not None:
+                try:
+                    if fused(data):
+                        return
+                except Exception:
+                    logger.exception("forwarding an RTP packet failed")
+                    return
+            if not restarter._receive_now(data):
                 original(data, component)
 
         connection.data_received = data_received  # type: ignore[method-assign]
